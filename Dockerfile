@@ -1,0 +1,28 @@
+# CHIMERA multimodal survival: grand-challenge algorithm container (all three tasks).
+# The base provides torch 2.14.1 with CUDA; requirements.txt pins the same release, which pip treats as satisfied
+# (PEP 440 ignores the base's +cuXXX local label), so no second torch is installed.
+FROM --platform=linux/amd64 pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH="/home/user/.local/bin:${PATH}"
+
+# A non-root user with a fixed numeric id (the platform runs the image's USER).
+RUN groupadd --system --gid 1001 user && \
+    useradd --no-log-init --system --create-home --uid 1001 --gid 1001 user
+USER 1001:1001
+WORKDIR /opt/app
+
+# openslide-bin and pyvips-binary are wheels that carry their own libraries: no apt packages are needed.
+COPY --chown=1001:1001 requirements.txt /opt/app/
+RUN python -m pip install --user --no-cache-dir --requirement /opt/app/requirements.txt
+
+COPY --chown=1001:1001 chimera_surv /opt/app/chimera_surv
+COPY --chown=1001:1001 resources /opt/app/resources
+COPY --chown=1001:1001 inference.py /opt/app/
+
+# Bundles and encoder weights arrive as the model tarball, extracted by the platform to /opt/ml/model.
+ENTRYPOINT ["python", "inference.py", "--input", "/input", "--output", "/output", "--model", "/opt/ml/model"]

@@ -1,0 +1,45 @@
+# Thin targets; each sets itself up idempotently (a fresh machine needs only python3 and make).
+PY ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup test test-slow demo cases bench lint clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP)
+
+test: setup
+	$(PYTHON) -m pytest
+
+test-slow: setup
+	$(PYTHON) -m pytest -m slow
+
+# Sample cases in the grand-challenge layout (test/input/<case>/inputs.json), not committed.
+cases: setup
+	$(PYTHON) -m chimera_surv.make_cases --layout gc --task 1 2 3 --n 2 --out test/input --seed 0
+
+# Train small bundles on synthetic cohorts, then run inference.py on held-out synthetic cases.
+demo: setup
+	$(PYTHON) -m train.demo --model model --cases test/input
+
+bench: setup
+	$(PYTHON) benchmarks/wsi_throughput.py
+	$(PYTHON) benchmarks/models_cpu.py
+
+lint: setup
+	$(PYTHON) -m ruff check .
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/shellcheck do_build.sh do_test.sh do_save.sh .ci/run
+
+clean:
+	rm -rf test/input .pytest_cache

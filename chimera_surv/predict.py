@@ -1,0 +1,205 @@
+"""One case end to end, with the fallback chain that makes every job end with a finite number.
+
+full bundle → bundle without the broken modality → bundle on clinical data alone → clinical prior → task constant.
+Each step down logs one structured `DEGRADED {...}` line naming the stage and the cause. Modules that touch
+optional heavy dependencies (slides, MRI, torch) are imported inside the step that needs them, so a broken
+library costs that modality, not the case.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from chimera_surv.case import Case
+from chimera_surv.gc import finite_output, read_case
+from chimera_surv.tasks import Task
+
+log = logging.getLogger("chimera_surv.predict")
+
+
+@dataclass
+class Prediction:
+    """The value written to /output plus where it came from."""
+
+    task: Task
+    value: float
+    source: str  # "bundle:<task>", "prior:<name>" or "fallback:constant"
+    used: list[str] = field(default_factory=list)
+    degraded: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    case_id: str | None = None
+
+    def provenance(self) -> str:
+        used = "+".join(self.used) if self.used else "-"
+        return f"{self.source}[{used}]"
+
+
+class DegradedLog:
+    """Collects and logs the structured DEGRADED lines of one case."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, str]] = []
+
+    def __call__(self, stage: str, cause: object, action: str) -> None:
+        entry = {"stage": stage, "cause": str(cause)[:500], "action": action}
+        self.entries.append(entry)
+        log.warning("DEGRADED %s", json.dumps(entry, sort_keys=True))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children (ru_maxrss is KiB on Linux)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0
+
+
+def attempt(degraded: DegradedLog, stage: str, action: str, fn: Callable[[], Any]) -> Any:
+    """Run one step; on any exception log DEGRADED and return None (the caller treats None as 'missing')."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - the point is that nothing escapes a case
+        degraded(stage, f"{type(exc).__name__}: {exc}", action)
+        return None
+
+
+def parse_clinical_record(case: Case, schema: Any, degraded: DegradedLog) -> Any:
+    from chimera_surv.readers.clinical import parse_clinical
+
+    if case.clinical is None:
+        degraded("clinical", "no clinical data in the case", "clinical values treated as missing")
+    record = parse_clinical(case.clinical, schema)
+    if record.issues:
+        log.info("clinical: %s", "; ".join(record.issues))
+    return record
+
+
+def modality_inputs(case: Case, bundle: Any, record: Any, degraded: DegradedLog,
+                    model_dir: Path, cache_dir: Path | None, device: str | None) -> Any:
+    """Compute each modality the bundle can use; a failure drops that modality only."""
+    from chimera_surv.bundle import ModalityInputs
+
+    inputs = ModalityInputs(wsi=None, clinical=record, rna=None, mri=None)
+    wanted = set(bundle.modalities)
+    if "wsi" in wanted:
+        slides = [s for s in case.slides if s.wsi is not None]
+        if not slides:
+            degraded("wsi", "no readable slide in the case", "predicting without slides")
+        else:
+            def slide_bag() -> Any:
+                from chimera_surv.features import extract_case_bag
+
+                bag, issues = extract_case_bag(slides, bundle.recipe, model_dir / "encoders",
+                                               cache_dir=cache_dir, device=device)
+                for issue in issues:
+                    degraded("wsi", issue, "continued with the remaining patches")
+                if len(bag.features) == 0:
+                    raise ValueError("no tissue patch in any slide")
+                return bag
+
+            inputs.wsi = attempt(degraded, "wsi", "predicting without slides", slide_bag)
+    if "rna" in wanted:
+        if case.rna is None:
+            degraded("rna", "no RNA data in the case", "predicting without RNA")
+        else:
+            def rna_vector() -> Any:
+                from chimera_surv.readers.rna import parse_rna
+
+                vector = parse_rna(case.rna, bundle.genes)
+                if vector.report.get("nonfinite", 0) + vector.report.get("nonnumeric", 0) + \
+                        vector.report.get("missing", 0) >= len(bundle.genes):
+                    raise ValueError("no usable gene value")
+                return vector
+
+            inputs.rna = attempt(degraded, "rna", "predicting without RNA", rna_vector)
+    if "mri" in wanted:
+        if case.mri is None or case.mri.t2 is None:
+            degraded("mri", "no T2 MRI in the case", "predicting without MRI")
+        else:
+            def mri_vector() -> Any:
+                from chimera_surv.features import mri_features
+
+                vector, _names = mri_features(case.mri, kind=bundle.mri_kind, encoder_root=model_dir / "encoders")
+                return vector
+
+            inputs.mri = attempt(degraded, "mri", "predicting without MRI", mri_vector)
+    return inputs
+
+
+def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, device: str | None,
+                      degraded: DegradedLog) -> tuple[float, list[str], Any] | None:
+    """(value, modalities used, clinical record) from the task's bundle, or None to fall back to the prior."""
+    from chimera_surv.bundle import BundleError, ModalityInputs, load_bundle
+
+    try:
+        bundle = load_bundle(model_dir / case.task.name)
+    except BundleError as exc:
+        degraded("bundle", exc, "using the clinical prior")
+        return None
+    if bundle is None:
+        degraded("bundle", f"no bundle at {model_dir / case.task.name}", "using the clinical prior")
+        return None
+    record = attempt(degraded, "clinical", "predicting without clinical data",
+                     lambda: parse_clinical_record(case, bundle.clinical_schema, degraded))
+    inputs = modality_inputs(case, bundle, record, degraded, model_dir, cache_dir, device)
+    for inputs_now, action in ((inputs, "retrying on clinical data alone"),
+                               (ModalityInputs(wsi=None, clinical=record, rna=None, mri=None), "using the prior")):
+        try:
+            result = bundle.predict(inputs_now)
+            return finite_output(result.value, case.task), list(result.used), record
+        except Exception as exc:  # noqa: BLE001
+            degraded("model", f"{type(exc).__name__}: {exc}", action)
+    return None
+
+
+def prior_prediction(case: Case, degraded: DegradedLog) -> tuple[float, str] | None:
+    from chimera_surv.priors import prior_for_task
+    from chimera_surv.readers.clinical import load_schema
+
+    def run() -> tuple[float, str]:
+        record = parse_clinical_record(case, load_schema(case.task.id), degraded)
+        prior = prior_for_task(case.task)
+        output = prior.predict(record)
+        return finite_output(output.value, case.task), getattr(prior, "name", type(prior).__name__)
+
+    return attempt(degraded, "prior", "using the task constant", run)
+
+
+def predict_case(input_dir: Path | str, model_dir: Path | str, *, cache_dir: Path | None = None,
+                 device: str | None = None) -> Prediction:
+    """Read, featurise, predict and calibrate one case. Raises only `UnknownTaskError` (see inference.py)."""
+    start = time.perf_counter()
+    degraded = DegradedLog()
+    case = read_case(input_dir)
+    for issue in case.issues:
+        degraded("input", issue, "continued")
+    task = case.task
+    model_dir = Path(model_dir)
+
+    prediction: Prediction | None = None
+    result = attempt(degraded, "bundle", "using the clinical prior",
+                     lambda: bundle_prediction(case, model_dir, cache_dir, device, degraded))
+    if result is not None:
+        value, used, _record = result
+        prediction = Prediction(task, value, f"bundle:{task.name}", used)
+    else:
+        prior = prior_prediction(case, degraded)
+        if prior is not None:
+            prediction = Prediction(task, prior[0], f"prior:{prior[1]}", ["clinical"])
+    if prediction is None:
+        degraded("fallback", "no model and no prior could predict", f"writing the task constant {task.fallback_value}")
+        prediction = Prediction(task, float(task.fallback_value), "fallback:constant")
+
+    assert math.isfinite(prediction.value)
+    prediction.degraded = degraded.entries
+    prediction.case_id = case.case_id
+    prediction.seconds = time.perf_counter() - start
+    prediction.peak_rss_mb = peak_rss_mb()
+    return prediction

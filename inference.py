@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Grand-challenge entrypoint: one patient from /input, one finite JSON number to /output.
+
+    python inference.py [--input /input] [--output /output] [--model /opt/ml/model]
+
+Exit status is non-zero only when the output cannot be written; every other problem is logged as a DEGRADED line
+and answered with a degraded prediction (see chimera_surv/predict.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from chimera_surv.gc import UnknownTaskError, all_tasks, write_output  # noqa: E402
+from chimera_surv.predict import predict_case  # noqa: E402
+
+log = logging.getLogger("inference")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, default=Path("/input"), help="case folder holding inputs.json")
+    parser.add_argument("--output", type=Path, default=Path("/output"), help="folder for the output JSON")
+    parser.add_argument("--model", type=Path, default=Path("/opt/ml/model"), help="bundles and encoder weights")
+    parser.add_argument("--cache", type=Path, default=None, help="feature cache (default: none; /tmp is scratch)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    return parser.parse_args(argv)
+
+
+def check_writable(output_dir: Path) -> None:
+    """Fail early and clearly if /output cannot take a file: the only fatal error of a job."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".probe."):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
+    try:
+        check_writable(args.output)
+    except OSError as exc:
+        print(f"ERROR: output folder {args.output} is not writable: {exc}", file=sys.stderr)
+        return 2
+    try:
+        prediction = predict_case(args.input, args.model, cache_dir=args.cache, device=args.device)
+    except UnknownTaskError as exc:
+        # Without a task we cannot name the output socket: answer every task's file with its constant.
+        log.warning("DEGRADED %s", json.dumps({"stage": "input", "cause": str(exc),
+                                               "action": "writing every task's constant"}, sort_keys=True))
+        try:
+            for task in all_tasks():
+                write_output(args.output, task, task.fallback_value)
+        except OSError as write_exc:
+            print(f"ERROR: cannot write to {args.output}: {write_exc}", file=sys.stderr)
+            return 2
+        return 0
+    try:
+        path = write_output(args.output, prediction.task, prediction.value)
+    except OSError as exc:
+        print(f"ERROR: cannot write {prediction.task.output_file} to {args.output}: {exc}", file=sys.stderr)
+        return 2
+    log.info("RESULT %s", json.dumps({
+        "task": prediction.task.id, "case": prediction.case_id, "value": prediction.value,
+        "provenance": prediction.provenance(), "degraded": len(prediction.degraded),
+        "seconds": round(prediction.seconds, 3), "peak_rss_mb": round(prediction.peak_rss_mb, 1),
+        "output": str(path)}, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
