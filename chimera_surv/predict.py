@@ -77,7 +77,7 @@ def parse_clinical_record(case: Case, schema: Any, degraded: DegradedLog) -> Any
         degraded("clinical", "no clinical data in the case", "clinical values treated as missing")
     record = parse_clinical(case.clinical, schema)
     if record.issues:
-        log.info("clinical: %s", "; ".join(record.issues))
+        degraded("clinical", "; ".join(record.issues), "unusable values treated as missing and imputed")
     return record
 
 
@@ -113,9 +113,10 @@ def modality_inputs(case: Case, bundle: Any, record: Any, degraded: DegradedLog,
                 from chimera_surv.readers.rna import parse_rna
 
                 vector = parse_rna(case.rna, bundle.genes)
-                if vector.report.get("nonfinite", 0) + vector.report.get("nonnumeric", 0) + \
-                        vector.report.get("missing", 0) >= len(bundle.genes):
-                    raise ValueError("no usable gene value")
+                if vector.report.present == 0:
+                    raise ValueError("no usable gene value: " + "; ".join(vector.report.issues))
+                if vector.report.issues:
+                    degraded("rna", "; ".join(vector.report.issues), "unusable genes imputed with the training mean")
                 return vector
 
             inputs.rna = attempt(degraded, "rna", "predicting without RNA", rna_vector)
