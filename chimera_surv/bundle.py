@@ -1,0 +1,372 @@
+"""A trained model bundle: `bundle.json` + `weights.safetensors`, written by train/ and read by predict.py.
+
+Why a folder of JSON + safetensors: nothing from /opt/ml/model is ever unpickled, and a bundle is fully described by
+data (network configs are registry configs, fitted preprocessing is JSON), so it is rebuilt without code edits.
+
+`bundle.json` holds the format version, task, modalities, the feature recipe, the MRI feature kind, the clinical
+schema (embedded, so inference never depends on resources/ matching), the gene list, one entry per ensemble member
+(network config, fitted preprocessing, weight-key prefix, risk standardisation), the calibration and training
+metadata. `weights.safetensors` holds every member's state dict under its prefix, in sorted key order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # the heavy modules are imported lazily so that `import chimera_surv.bundle` stays cheap
+    import torch
+
+    from chimera_surv.features import Bag, FeatureRecipe
+    from chimera_surv.readers.clinical import ClinicalRecord, ClinicalSchema
+    from chimera_surv.readers.rna import RNAVector
+
+FORMAT_VERSION = 1
+BUNDLE_JSON = "bundle.json"
+WEIGHTS_FILE = "weights.safetensors"
+MODALITY_ORDER = ("wsi", "mri", "clinical", "rna")
+
+
+class BundleError(RuntimeError):
+    """A bundle exists but cannot be used (broken file, wrong shapes, unusable inputs)."""
+
+
+class NoUsableModality(BundleError):
+    """Every modality the bundle knows is missing: the caller should fall back to a prior."""
+
+
+@dataclass
+class ModalityInputs:
+    """One patient's parsed inputs; `None` means the modality is missing."""
+
+    wsi: Bag | None = None
+    clinical: ClinicalRecord | None = None
+    rna: RNAVector | None = None
+    mri: np.ndarray | None = None
+
+
+@dataclass
+class BundlePrediction:
+    """The calibrated value (months or probability), the ensemble risk it came from and the modalities used."""
+
+    value: float
+    risk: float
+    used: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fitted preprocessing: one JSON dict per modality, restored by the owning class's from_dict.
+
+
+def _restore_preprocessor(modality: str, state: dict[str, Any]) -> Any:
+    from chimera_surv import preprocess
+
+    classes = {"clinical": preprocess.ClinicalEncoder, "rna": preprocess.RNANormaliser,
+               "mri": preprocess.Standardiser}
+    if modality not in classes:
+        raise BundleError(f"no preprocessor for modality '{modality}'")
+    return classes[modality].from_dict(state)
+
+
+def encode_clinical_records(encoder: Any, records: list[ClinicalRecord]) -> np.ndarray:
+    """Records → float32 (n, d). Shared by training and inference so both encode identically."""
+    return np.asarray(encoder.transform(records), dtype=np.float32)
+
+
+def encode_matrix(normaliser: Any, matrix: np.ndarray) -> np.ndarray:
+    """A (n, G) matrix (RNA values or MRI features, NaN = missing) → float32 (n, d) through a fitted transform."""
+    return np.asarray(normaliser.transform(np.asarray(matrix, dtype=np.float32)), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calibration: risks → months (km_quantile, …) or logits → probability (sigmoid, platt), all from CALIBRATIONS.
+
+
+def build_calibration(state: dict[str, Any]) -> Any:
+    """Rebuild a calibration from its JSON dict."""
+    from chimera_surv.survival.calibration import calibration_from_dict
+
+    return calibration_from_dict(state)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One ensemble member (one fold model) and the bundle.
+
+
+@dataclass
+class Member:
+    """One fold model: its network, fitted preprocessing and the affine map that puts its risks on a shared scale."""
+
+    name: str
+    network: Any  # SurvivalNetwork (nn.Module), in eval mode
+    network_config: dict[str, Any]
+    input_dims: dict[str, int]  # modality → input width after preprocessing
+    preprocessors: dict[str, Any]
+    risk_shift: float = 0.0
+    risk_scale: float = 1.0
+
+    def risk(self, batch: dict[str, torch.Tensor]) -> float:
+        import torch
+
+        with torch.no_grad():
+            out = self.network(batch)
+        raw = float(out["risk"].reshape(-1)[0])
+        return (raw - self.risk_shift) / self.risk_scale
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle. `predict` averages the members' standardised risks and calibrates the mean."""
+
+    path: Path
+    task_id: int
+    modalities: list[str]
+    recipe: FeatureRecipe | None
+    mri_kind: str | None
+    genes: list[str]
+    clinical_schema: ClinicalSchema | None
+    members: list[Member]
+    calibration: Any
+    output_kind: str
+    meta: dict[str, Any]
+
+    def predict(self, inputs: ModalityInputs) -> BundlePrediction:
+        """Predict one patient; missing modalities are masked (present=False) in every member."""
+        present = self._present(inputs)
+        if not present:
+            raise NoUsableModality(f"none of the bundle's modalities {self.modalities} is present")
+        risks = [member.risk(self._batch(member, inputs, present)) for member in self.members]
+        risk = float(np.mean(risks))
+        if not math.isfinite(risk):
+            raise BundleError(f"non-finite ensemble risk {risks}")
+        value = float(np.asarray(self.calibration.predict(np.array([risk], dtype=np.float64))).reshape(-1)[0])
+        if not math.isfinite(value):
+            raise BundleError(f"calibration gave a non-finite value for risk {risk}")
+        return BundlePrediction(value=value, risk=risk, used=[m for m in self.modalities if m in present])
+
+    def _present(self, inputs: ModalityInputs) -> set[str]:
+        present = set()
+        if "wsi" in self.modalities and inputs.wsi is not None and len(inputs.wsi.features) > 0:
+            present.add("wsi")
+        if "clinical" in self.modalities and inputs.clinical is not None:
+            present.add("clinical")
+        if "rna" in self.modalities and inputs.rna is not None and np.isfinite(inputs.rna.values).any():
+            present.add("rna")
+        if "mri" in self.modalities and inputs.mri is not None and np.isfinite(np.asarray(inputs.mri)).any():
+            present.add("mri")
+        return present
+
+    def _batch(self, member: Member, inputs: ModalityInputs, present: set[str]) -> dict[str, torch.Tensor]:
+        """Encode each modality with the member's fitted preprocessing into the network's batch dict (B = 1)."""
+        vectors: dict[str, np.ndarray | None] = {"clinical": None, "rna": None, "mri": None}
+        if "clinical" in present:
+            vectors["clinical"] = encode_clinical_records(member.preprocessors["clinical"], [inputs.clinical])[0]
+        if "rna" in present:
+            values = np.asarray(inputs.rna.values, dtype=np.float32).reshape(1, -1)
+            if values.shape[1] != len(self.genes):
+                raise BundleError(f"RNA vector has {values.shape[1]} genes, the bundle expects {len(self.genes)}")
+            vectors["rna"] = encode_matrix(member.preprocessors["rna"], values)[0]
+        if "mri" in present:
+            vectors["mri"] = encode_matrix(member.preprocessors["mri"], np.asarray(inputs.mri).reshape(1, -1))[0]
+        wsi = inputs.wsi.features if "wsi" in present else None
+        return make_batch(member.input_dims, wsi=wsi, vectors=vectors)
+
+
+def make_batch(dims: dict[str, int], wsi: np.ndarray | None,
+               vectors: dict[str, np.ndarray | None]) -> dict[str, torch.Tensor]:
+    """A one-patient batch in the network's input format; a missing modality is zeros with present=False."""
+    import torch
+
+    batch: dict[str, torch.Tensor] = {}
+    for modality in dims:
+        width = dims[modality]
+        if modality == "wsi":
+            if wsi is None:
+                batch["wsi"] = torch.zeros(1, 1, width)
+                batch["wsi_mask"] = torch.zeros(1, 1, dtype=torch.bool)
+                batch["wsi_present"] = torch.zeros(1, dtype=torch.bool)
+                continue
+            feats = np.asarray(wsi, dtype=np.float32)
+            if feats.ndim != 2 or feats.shape[1] != width:
+                raise BundleError(f"WSI bag has shape {feats.shape}, the network expects (N, {width})")
+            batch["wsi"] = torch.from_numpy(np.ascontiguousarray(feats))[None]
+            batch["wsi_mask"] = torch.ones(1, feats.shape[0], dtype=torch.bool)
+            batch["wsi_present"] = torch.ones(1, dtype=torch.bool)
+            continue
+        vector = vectors.get(modality)
+        if vector is None:
+            batch[modality] = torch.zeros(1, width)
+            batch[f"{modality}_present"] = torch.zeros(1, dtype=torch.bool)
+            continue
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != width:
+            raise BundleError(f"{modality} vector has {vector.shape[0]} values, the network expects {width}")
+        if not np.isfinite(vector).all():
+            raise BundleError(f"{modality} vector contains non-finite values after preprocessing")
+        batch[modality] = torch.from_numpy(np.ascontiguousarray(vector))[None]
+        batch[f"{modality}_present"] = torch.ones(1, dtype=torch.bool)
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Saving
+
+
+@dataclass
+class MemberSpec:
+    """What train/ hands to `save_bundle` for one fold model."""
+
+    name: str
+    network_config: dict[str, Any]
+    input_dims: dict[str, int]
+    state_dict: dict[str, Any]  # name → torch.Tensor
+    preprocessing: dict[str, dict[str, Any]]  # modality → fitted transform's to_dict()
+    risk_shift: float = 0.0
+    risk_scale: float = 1.0
+
+
+def _canonical_json(obj: Any) -> str:
+    """Insertion order is kept (not sorted): a network config's modality order and a schema's feature order
+    carry meaning; determinism comes from building the document in a fixed order."""
+    return json.dumps(obj, indent=1, allow_nan=False) + "\n"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_bundle(out_dir: Path | str, *, task_id: int, modalities: list[str], members: list[MemberSpec],
+                calibration: dict[str, Any], output_kind: str, recipe: dict[str, Any] | None = None,
+                mri_kind: str | None = None, genes: list[str] | None = None,
+                clinical_schema: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Path:
+    """Write bundle.json + weights.safetensors deterministically (sorted keys, contiguous CPU tensors, no time)."""
+    import torch
+    from safetensors.torch import save as safetensors_bytes
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not members:
+        raise BundleError("a bundle needs at least one member")
+    tensors: dict[str, torch.Tensor] = {}
+    member_docs = []
+    for index, spec in enumerate(members):
+        prefix = f"m{index}."
+        for key in sorted(spec.state_dict):
+            tensors[prefix + key] = spec.state_dict[key].detach().to("cpu").contiguous().clone()
+        member_docs.append({"name": spec.name, "prefix": prefix, "network": spec.network_config,
+                            "input_dims": {m: int(d) for m, d in spec.input_dims.items()},
+                            "preprocessing": spec.preprocessing, "risk_shift": float(spec.risk_shift),
+                            "risk_scale": float(spec.risk_scale)})
+    ordered = {key: tensors[key] for key in sorted(tensors)}
+    # One metadata key only: safetensors serialises its metadata map in hash order, so two keys can swap.
+    weight_bytes = safetensors_bytes(ordered, metadata={"format": "pt"})
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "task_id": int(task_id),
+        "output_kind": output_kind,
+        "modalities": [m for m in MODALITY_ORDER if m in modalities],
+        "recipe": recipe,
+        "mri_kind": mri_kind,
+        "genes": list(genes or []),
+        "clinical_schema": clinical_schema,
+        "members": member_docs,
+        "calibration": calibration,
+        "weights_sha256": hashlib.sha256(weight_bytes).hexdigest(),
+        "meta": meta or {},
+    }
+    _atomic_write(out / WEIGHTS_FILE, weight_bytes)
+    _atomic_write(out / BUNDLE_JSON, _canonical_json(doc).encode())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def read_bundle_json(path: Path | str) -> dict[str, Any]:
+    """The parsed bundle.json (raises BundleError when unreadable)."""
+    file = Path(path) / BUNDLE_JSON
+    try:
+        doc = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise BundleError(f"cannot read {file}: {err}") from err
+    if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{file}: unsupported bundle format {doc.get('format_version') if isinstance(doc, dict) else doc!r}")
+    return doc
+
+
+def _restore_schema(state: dict[str, Any] | None) -> Any:
+    if state is None:
+        return None
+    from chimera_surv.readers.clinical import ClinicalSchema
+
+    return ClinicalSchema.from_dict(state)
+
+
+def load_bundle(model_dir: Path | str) -> Bundle | None:
+    """Load `model_dir` (e.g. model/nmibc-recurrence). None when there is no bundle; BundleError when it is broken."""
+    path = Path(model_dir)
+    if not (path / BUNDLE_JSON).is_file():
+        return None
+    doc = read_bundle_json(path)
+    weights_file = path / WEIGHTS_FILE
+    try:
+        weight_bytes = weights_file.read_bytes()
+    except OSError as err:
+        raise BundleError(f"cannot read {weights_file}: {err}") from err
+    if hashlib.sha256(weight_bytes).hexdigest() != doc.get("weights_sha256"):
+        raise BundleError(f"{weights_file} does not match the checksum in bundle.json")
+    try:
+        return _build(path, doc, weight_bytes)
+    except BundleError:
+        raise
+    except Exception as err:  # any other failure while rebuilding is a broken bundle, with its cause
+        raise BundleError(f"bundle {path} cannot be rebuilt: {type(err).__name__}: {err}") from err
+
+
+def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
+    from safetensors.torch import load as safetensors_load
+
+    from chimera_surv.models import build_network
+
+    tensors = safetensors_load(weight_bytes)
+    members = []
+    for entry in doc["members"]:
+        prefix = entry["prefix"]
+        state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        network = build_network(entry["network"])
+        missing, unexpected = network.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise BundleError(f"member {entry['name']}: missing keys {list(missing)[:5]}, "
+                              f"unexpected keys {list(unexpected)[:5]}")
+        network.eval()
+        preprocessors = {m: _restore_preprocessor(m, s) for m, s in entry["preprocessing"].items()}
+        members.append(Member(name=entry["name"], network=network, network_config=entry["network"],
+                              input_dims={m: int(d) for m, d in entry["input_dims"].items()},
+                              preprocessors=preprocessors, risk_shift=float(entry["risk_shift"]),
+                              risk_scale=float(entry["risk_scale"])))
+    recipe = None
+    if doc.get("recipe") is not None:
+        from chimera_surv.features import FeatureRecipe
+
+        recipe = FeatureRecipe.from_dict(doc["recipe"])
+    return Bundle(path=path, task_id=int(doc["task_id"]), modalities=list(doc["modalities"]), recipe=recipe,
+                  mri_kind=doc.get("mri_kind"), genes=list(doc.get("genes") or []),
+                  clinical_schema=_restore_schema(doc.get("clinical_schema")), members=members,
+                  calibration=build_calibration(doc["calibration"]), output_kind=doc["output_kind"],
+                  meta=doc.get("meta", {}))

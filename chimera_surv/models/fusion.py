@@ -1,0 +1,475 @@
+"""Fusion modules of the four seed papers (seed-methods.md §1.2, §2.2–2.3, §3.2, §4.2, §0.4).
+
+Every fusion is built as ``FUSIONS.build(cfg, dims={modality: embedding width, ...})`` (config order =
+modality order), exposes ``out_dim`` and is called as ``fusion(embs, present) -> (fused (B, out_dim),
+aux_loss | None)``. ``embs`` already carry the network's learned missing token where a modality is absent;
+``present`` (B,) bool lets a fusion additionally mask (cross-attention keys). The head sits on ``fused``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from chimera_surv.models.modality import init_xavier, mlp_layers
+from chimera_surv.registry import Registry
+from chimera_surv.survival.losses import l1_alignment_loss
+
+FUSIONS: Registry[Any] = Registry("fusion")
+
+Embeddings = dict[str, Tensor]
+FusionOut = tuple[Tensor, Tensor | None]
+
+
+class Fusion(nn.Module):
+    """Base: remembers the modality order and widths."""
+
+    def __init__(self, dims: dict[str, int]) -> None:
+        super().__init__()
+        self.names = list(dims)
+        self.dims = dict(dims)
+
+    def ordered(self, embs: Embeddings) -> list[Tensor]:
+        return [embs[m] for m in self.names]
+
+
+def _need(dims: dict[str, int], k: int, what: str) -> None:
+    if len(dims) < k:
+        raise ValueError(f"{what} needs at least {k} modalities, got {list(dims)}")
+
+
+# --------------------------------------------------------------------------------------------- early / late
+
+
+@FUSIONS.register("concat_mlp")
+class ConcatMLP(Fusion):
+    """Early fusion (seed 000 baseline): concat → [Dropout → Linear → ReLU]* → Dropout.
+
+    Seed sizes on 2×2048: hidden (2048, 200), dropout 0.5 (8,800,657 parameters with the Cox head).
+    ``hidden=()`` is the seed 002 ABMIL_Surv baseline (head straight on the concat).
+    """
+
+    def __init__(self, dims: dict[str, int], hidden: Sequence[int] = (2048, 200), dropout: float = 0.5) -> None:
+        super().__init__(dims)
+        total = sum(dims.values())
+        body, self.out_dim = mlp_layers(total, hidden, dropout, dropout_first=True) if hidden else \
+            (nn.Identity(), total)
+        self.body = nn.Sequential(body, nn.Dropout(dropout)) if hidden and dropout > 0 else body
+
+    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
+        return self.body(torch.cat(self.ordered(embs), dim=1)), None
+
+
+@FUSIONS.register("late_sum")
+class LateSum(Fusion):
+    """Late fusion: Σ_m g_m(e_m). Zero cross-modal interaction by construction (the head is affine).
+
+    With ``out=1`` each g_m is a per-modality risk and the Cox head only rescales their sum.
+    """
+
+    def __init__(self, dims: dict[str, int], hidden: Sequence[int] = (), out: int = 1,
+                 dropout: float = 0.0) -> None:
+        super().__init__(dims)
+        self.branches = nn.ModuleDict()
+        for m, d in dims.items():
+            body, h = mlp_layers(d, hidden, dropout) if hidden else (nn.Identity(), d)
+            self.branches[m] = nn.Sequential(body, nn.Linear(h, out))
+        self.out_dim = out
+
+    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
+        return torch.stack([self.branches[m](embs[m]) for m in self.names]).sum(dim=0), None
+
+
+# --------------------------------------------------------------------------------------------- bilinear
+
+
+class LowRankBilinear(nn.Module):
+    """Seed 002 LRB: y = W_o((W1 x1 + b1) ⊙ (W2 x2 + b2)) + b_o (biases keep linear main effects)."""
+
+    def __init__(self, d1: int, d2: int, rank: int, out: int) -> None:
+        super().__init__()
+        self.p1, self.p2, self.o = nn.Linear(d1, rank), nn.Linear(d2, rank), nn.Linear(rank, out)
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return self.o(self.p1(x1) * self.p2(x2))
+
+
+@FUSIONS.register("pg_bilinear")
+class PairwiseBilinear(Fusion):
+    """ABMIL-PG (seed 002): one LowRankBilinear per modality pair, concatenated.
+
+    ``pair_out``: an int for every pair or ``{"wsi*rna": 64, ...}``; seed: (wsi,rna) 64, (wsi,clin) 32,
+    (rna,clin) 32 with rank 64. ``residual`` (PG_Res, inferred from the paper) also concatenates the raw
+    embeddings. Xavier-normal init as in the seed code.
+    """
+
+    def __init__(self, dims: dict[str, int], rank: int = 64, pair_out: int | dict[str, int] = 32,
+                 residual: bool = False, xavier: bool = True) -> None:
+        super().__init__(dims)
+        _need(dims, 2, "pg_bilinear")
+        self.pairs = list(itertools.combinations(self.names, 2))
+        self.lrb = nn.ModuleDict()
+        total = 0
+        for a, b in self.pairs:
+            key = f"{a}*{b}"
+            out = pair_out if isinstance(pair_out, int) else int(pair_out.get(key, pair_out.get(f"{b}*{a}", 32)))
+            self.lrb[key] = LowRankBilinear(dims[a], dims[b], rank, out)
+            total += out
+        self.residual = residual
+        self.out_dim = total + (sum(dims.values()) if residual else 0)
+        if xavier:
+            init_xavier(self)
+
+    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
+        parts = [self.lrb[f"{a}*{b}"](embs[a], embs[b]) for a, b in self.pairs]
+        if self.residual:
+            parts += self.ordered(embs)
+        return torch.cat(parts, dim=1), None
+
+
+@FUSIONS.register("pg_res")
+def pg_res(dims: dict[str, int], rank: int = 64, pair_out: int | dict[str, int] = 32,
+           xavier: bool = True) -> PairwiseBilinear:
+    return PairwiseBilinear(dims, rank, pair_out, residual=True, xavier=xavier)
+
+
+@FUSIONS.register("bilinear_main")
+class BilinearMainEffects(Fusion):
+    """Seed 000 bilinear: [BN(L_m e_m) for m] + [BN(L'_a e_a ⊙ L'_b e_b) for pairs] → Drop→Linear→ReLU→Drop.
+
+    Seed sizes on 2×2048: rank 64, hidden 64, dropout 0.25 → 537,345 parameters with the Cox head.
+    """
+
+    def __init__(self, dims: dict[str, int], rank: int = 64, hidden: int = 64, dropout: float = 0.25) -> None:
+        super().__init__(dims)
+        _need(dims, 2, "bilinear_main")
+        self.main = nn.ModuleDict({m: nn.Linear(d, rank) for m, d in dims.items()})
+        self.main_bn = nn.ModuleDict({m: nn.BatchNorm1d(rank) for m in dims})
+        self.pairs = list(itertools.combinations(self.names, 2))
+        self.factors = nn.ModuleDict()
+        self.pair_bn = nn.ModuleDict()
+        for a, b in self.pairs:
+            self.factors[f"{a}*{b}"] = nn.ModuleList([nn.Linear(dims[a], rank), nn.Linear(dims[b], rank)])
+            self.pair_bn[f"{a}*{b}"] = nn.BatchNorm1d(rank)
+        width = rank * (len(dims) + len(self.pairs))
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.out_dim = hidden
+
+    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
+        parts = [self.main_bn[m](self.main[m](embs[m])) for m in self.names]
+        for a, b in self.pairs:
+            fa, fb = self.factors[f"{a}*{b}"]
+            parts.append(self.pair_bn[f"{a}*{b}"](fa(embs[a]) * fb(embs[b])))
+        return self.mlp(torch.cat(parts, dim=1)), None
+
+
+# --------------------------------------------------------------------------------------------- gated
+
+
+@FUSIONS.register("gated")
+class GatedFusion(Fusion):
+    """Seed 000 code: h_m = L_m e_m, g_m = σ(G_m [all e]) per modality, [LN(h_m ⊙ g_m)] → MLP.
+
+    ``convex=True`` is the paper's form generalised to M modalities: weights = softmax over modalities of
+    G([all e]) per feature (for M=2 exactly α ⊙ h_1 + (1−α) ⊙ h_2), then LN → MLP.
+    Seed sizes on 2×2048: hidden 256, mlp 64, dropout 0.25 → 3,180,673 parameters with the Cox head.
+    """
+
+    def __init__(self, dims: dict[str, int], hidden: int = 256, mlp_hidden: int = 64, dropout: float = 0.25,
+                 convex: bool = False) -> None:
+        super().__init__(dims)
+        total = sum(dims.values())
+        self.convex = convex
+        self.proj = nn.ModuleDict({m: nn.Linear(d, hidden) for m, d in dims.items()})
+        if convex:
+            self.gate: nn.Module = nn.Linear(total, hidden * len(dims))
+            self.norm: nn.Module = nn.LayerNorm(hidden)
+            width = hidden
+        else:
+            self.gate = nn.ModuleDict({m: nn.Linear(total, hidden) for m in dims})
+            self.norm = nn.ModuleDict({m: nn.LayerNorm(hidden) for m in dims})
+            width = hidden * len(dims)
+        self.hidden = hidden
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, mlp_hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.out_dim = mlp_hidden
+
+    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
+        allx = torch.cat(self.ordered(embs), dim=1)
+        h = [self.proj[m](embs[m]) for m in self.names]
+        if self.convex:
+            w = torch.softmax(self.gate(allx).view(-1, len(self.names), self.hidden), dim=1)
+            fused = self.norm((torch.stack(h, dim=1) * w).sum(dim=1))
+        else:
+            fused = torch.cat([self.norm[m](hm * torch.sigmoid(self.gate[m](allx)))
+                               for m, hm in zip(self.names, h)], dim=1)
+        return self.mlp(fused), None
+
+
+@FUSIONS.register("gated_convex")
+def gated_convex(dims: dict[str, int], hidden: int = 256, mlp_hidden: int = 64,
+                 dropout: float = 0.25) -> GatedFusion:
+    return GatedFusion(dims, hidden, mlp_hidden, dropout, convex=True)
+
+
+# --------------------------------------------------------------------------------------------- cross-attention
+
+
+def _other_keys_mask(present: list[Tensor], i: int) -> Tensor:
+    """key_padding_mask (True = ignore) over the other modalities; never masks a whole row."""
+    others = torch.stack([p for j, p in enumerate(present) if j != i], dim=1)
+    ignore = ~others
+    return ignore & ~ignore.all(dim=1, keepdim=True)
+
+
+@FUSIONS.register("crossattn_concat")
+class CrossAttentionConcat(Fusion):
+    """Seed 000 cross-attention: p_m = W_m e_m; a_m = LN(MHA_m(q=p_m, kv=others)); [p..., a...] → MLP.
+
+    For M=2 the key sequence has length 1, so softmax ≡ 1 and a_m is a linear map of the other modality
+    (seed-methods.md §1.2). Seed sizes: hidden 256, 8 heads, attention dropout 0.25, MLP 256 → 1,839,105.
+    """
+
+    def __init__(self, dims: dict[str, int], hidden: int = 256, heads: int = 8, attn_dropout: float = 0.25,
+                 mlp_hidden: int = 256, dropout: float = 0.25) -> None:
+        super().__init__(dims)
+        _need(dims, 2, "crossattn_concat")
+        self.proj = nn.ModuleDict({m: nn.Linear(d, hidden) for m, d in dims.items()})
+        self.attn = nn.ModuleDict({m: nn.MultiheadAttention(hidden, heads, dropout=attn_dropout,
+                                                            batch_first=True) for m in dims})
+        self.norm = nn.ModuleDict({m: nn.LayerNorm(hidden) for m in dims})
+        width = 2 * hidden * len(dims)
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, mlp_hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.out_dim = mlp_hidden
+
+    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
+        p = [self.proj[m](embs[m]) for m in self.names]
+        pres = [present[m] for m in self.names]
+        attended = []
+        for i, m in enumerate(self.names):
+            keys = torch.stack([p[j] for j in range(len(p)) if j != i], dim=1)
+            out, _ = self.attn[m](p[i].unsqueeze(1), keys, keys, key_padding_mask=_other_keys_mask(pres, i),
+                                  need_weights=False)
+            attended.append(self.norm[m](out.squeeze(1)))
+        return self.mlp(torch.cat(p + attended, dim=1)), None
+
+
+@FUSIONS.register("crossattn_gated")
+class CrossAttentionGated(Fusion):
+    """ModalSurv (seed 003): per modality a_i = MHA_i(q=e_i, kv=other e_j) (no self-attention, residual,
+    LN or FFN); sample gating g = σ(Linear(M·d → M)[a]) and fused = Σ g_i a_i (``gated=False``: mean);
+    functional dropout 0.1. Missing modalities are masked out of the keys. Any M ≥ 2.
+    Inputs of unequal width are first projected linearly to ``dim``.
+    """
+
+    def __init__(self, dims: dict[str, int], dim: int | None = None, heads: int = 4, gated: bool = True,
+                 dropout: float = 0.1) -> None:
+        super().__init__(dims)
+        _need(dims, 2, "crossattn_gated")
+        widths = set(dims.values())
+        self.dim = dim or (widths.pop() if len(widths) == 1 else 128)
+        self.align = nn.ModuleDict({m: (nn.Identity() if d == self.dim else nn.Linear(d, self.dim))
+                                    for m, d in dims.items()})
+        self.attn = nn.ModuleDict({m: nn.MultiheadAttention(self.dim, heads, batch_first=True) for m in dims})
+        self.gate = nn.Linear(self.dim * len(dims), len(dims)) if gated else None
+        self.dropout = nn.Dropout(dropout)
+        self.out_dim = self.dim
+
+    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
+        e = [self.align[m](embs[m]) for m in self.names]
+        pres = [present[m] for m in self.names]
+        attended = []
+        for i, m in enumerate(self.names):
+            keys = torch.stack([e[j] for j in range(len(e)) if j != i], dim=1)
+            out, _ = self.attn[m](e[i].unsqueeze(1), keys, keys, key_padding_mask=_other_keys_mask(pres, i),
+                                  need_weights=False)
+            attended.append(out.squeeze(1))
+        a = torch.stack(attended, dim=1)  # (B, M, d)
+        if self.gate is not None:
+            g = torch.sigmoid(self.gate(a.flatten(1)))  # (B, M), not normalised (as in the paper)
+            fused = (g.unsqueeze(-1) * a).sum(dim=1)
+        else:
+            fused = a.mean(dim=1)
+        return self.dropout(fused), None
+
+
+# --------------------------------------------------------------------------------------------- LMF
+
+
+class LowRankMultimodal(nn.Module):
+    """LMF (Liu et al. 2018), done right: z_m = [1; h_m], out = Σ_k w_k ⊙_m (z_m W_m^(k)) + b.
+
+    Factors (rank, d_m+1, out) per modality, works for any batch size and any M (the PG-MLIF code's
+    factor/batch broadcasting bug is avoided: factors are contracted over features only).
+    """
+
+    def __init__(self, dims: Sequence[int], out: int, rank: int = 4) -> None:
+        super().__init__()
+        self.factors = nn.ParameterList([nn.Parameter(torch.empty(rank, d + 1, out)) for d in dims])
+        self.rank_weight = nn.Parameter(torch.empty(1, rank))
+        self.bias = nn.Parameter(torch.zeros(out))
+        for f in self.factors:
+            nn.init.xavier_normal_(f)
+        nn.init.xavier_normal_(self.rank_weight)
+        self.out_dim = out
+
+    def forward(self, xs: Sequence[Tensor]) -> Tensor:
+        prod = None
+        for x, f in zip(xs, self.factors, strict=True):
+            z = torch.cat([torch.ones_like(x[:, :1]), x], dim=1)
+            fm = torch.einsum("bd,rdo->rbo", z, f)
+            prod = fm if prod is None else prod * fm
+        assert prod is not None
+        return torch.einsum("r,rbo->bo", self.rank_weight[0], prod) + self.bias
+
+
+@FUSIONS.register("lmf")
+class LMFFusion(Fusion):
+    """LMF over all modalities → ``out`` (ReLU optional), rank r (default 4; PG-MLIF code uses 1)."""
+
+    def __init__(self, dims: dict[str, int], out: int = 64, rank: int = 4, dropout: float = 0.0,
+                 activation: bool = True) -> None:
+        super().__init__(dims)
+        self.lmf = LowRankMultimodal(list(dims.values()), out, rank)
+        self.post = nn.Sequential(nn.ReLU() if activation else nn.Identity(), nn.Dropout(dropout))
+        self.out_dim = out
+
+    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
+        return self.post(self.lmf(self.ordered(embs))), None
+
+
+# --------------------------------------------------------------------------------------------- CA-MLIF
+
+
+class TokenTransformer(nn.Module):
+    """CA-MLIF encoder/decoder: prepend cls; x ← x + MHSA(LN(x)) (one pre-LN layer, no FFN); final LN.
+
+    Exact softmax attention instead of the code's Nyström approximation (sequences here are ≤ ~50).
+    """
+
+    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.25) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 1e-6)
+        self.norm_in = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.norm_out = nn.LayerNorm(dim)
+
+    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        x = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        y = self.norm_in(x)
+        x = x + self.drop(self.attn(y, y, y, need_weights=False)[0])
+        x = self.norm_out(x)
+        return x[:, 0], x[:, 1:]
+
+
+class EfficientCrossAttention(nn.Module):
+    """The paper's CA (eq. 3–4): G = Kᵀ V of the *other* modality (d_h × d_h per head, mean over its tokens),
+    U = X_inter · softmax_rows(G), output = Linear([U ; X_res]). Cost linear in the number of tokens.
+    """
+
+    def __init__(self, dim: int, heads: int = 1) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError("dim must be divisible by heads")
+        self.heads = heads
+        self.inter, self.res = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(2 * dim, dim)
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+
+    def forward(self, query: Tensor, context: Tensor) -> Tensor:
+        k, v = self._split(self.key(context)), self._split(self.value(context))
+        g = torch.softmax(k.transpose(-1, -2) @ v / context.shape[1], dim=-1)  # (B, h, dh, dh)
+        u = (self._split(self.inter(query)) @ g).transpose(1, 2).flatten(2)
+        return self.out(torch.cat([u, self.res(query)], dim=-1))
+
+
+class StandardCrossAttention(nn.Module):
+    """The code's CA (CMTA-style): scaled dot-product MHA, no residual, no dropout."""
+
+    def __init__(self, dim: int, heads: int = 1) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, query: Tensor, context: Tensor) -> Tensor:
+        return self.attn(query, context, context, need_weights=False)[0]
+
+
+class MAM(nn.Module):
+    """Pathomic-Fusion gated attention unit for one side: o = Drop(ReLU(W_o(σ(Bilinear(v1, v2)) ⊙ ReLU(W_h v))))."""
+
+    def __init__(self, d_self: int, d1: int, d2: int, dropout: float = 0.25, gate: bool = True) -> None:
+        super().__init__()
+        self.gate = gate
+        self.h = nn.Sequential(nn.Linear(d_self, d_self), nn.ReLU())
+        self.z = nn.Bilinear(d1, d2, d_self) if gate else None
+        self.o = nn.Sequential(nn.Linear(d_self, d_self), nn.ReLU(), nn.Dropout(dropout))
+
+    def forward(self, v: Tensor, v1: Tensor, v2: Tensor) -> Tensor:
+        if self.z is None:
+            return self.o(v)  # PG-MLIF code with the gate off: W_o applied to v directly
+        return self.o(torch.sigmoid(self.z(v1, v2)) * self.h(v))
+
+
+@FUSIONS.register("ca_mlif")
+class CAMLIF(Fusion):
+    """CA-MLIF (seed 001). The first modality is P (pathology), the rest form C.
+
+    Token encoders (SNN: Linear→ELU→AlphaDropout, ``n_tokens`` per modality) → encoder transformers
+    (cls P, C) → bidirectional cross-attention (``ca_mode`` "standard" = code, "efficient" = paper's Kᵀ V)
+    → decoder transformers (cls P̂, Ĉ) → MLIF on (P, C) and (P̂, Ĉ) with shared weights (MAM → LMF) →
+    OWC over c = [g_enc; g_dec; P; C] (w = σ(W2 ReLU(W1 c))) → Linear→ReLU→Dropout.
+    aux_loss = α·(L1(P.detach(), P̂) + L1(C.detach(), Ĉ)), α = 0.5 (eq. 6, CMTA's detach).
+    """
+
+    def __init__(self, dims: dict[str, int], dim: int = 64, n_tokens: int = 4, heads: int = 4,
+                 ca_mode: str = "standard", ca_heads: int = 1, rank: int = 4, mmhid: int = 64,
+                 gate: bool = True, dropout: float = 0.25, alpha: float = 0.5) -> None:
+        super().__init__(dims)
+        _need(dims, 2, "ca_mlif")
+        self.dim, self.n_tokens, self.alpha = dim, n_tokens, alpha
+        self.tokenize = nn.ModuleDict({
+            m: nn.Sequential(nn.Linear(d, n_tokens * dim), nn.ELU(), nn.AlphaDropout(dropout))
+            for m, d in dims.items()})
+        self.enc_p, self.enc_c = TokenTransformer(dim, heads, dropout), TokenTransformer(dim, heads, dropout)
+        self.dec_p, self.dec_c = TokenTransformer(dim, heads, dropout), TokenTransformer(dim, heads, dropout)
+        ca = {"standard": StandardCrossAttention, "efficient": EfficientCrossAttention}
+        if ca_mode not in ca:
+            raise ValueError(f"unknown ca_mode '{ca_mode}'")
+        self.ca_p, self.ca_c = ca[ca_mode](dim, ca_heads), ca[ca_mode](dim, ca_heads)
+        self.mam_p, self.mam_c = MAM(dim, dim, dim, dropout, gate), MAM(dim, dim, dim, dropout, gate)
+        self.lmf = LowRankMultimodal([dim, dim], mmhid, rank)
+        width = 2 * mmhid + 2 * dim
+        self.owc = nn.Sequential(nn.Linear(width, width // 2), nn.ReLU(), nn.Linear(width // 2, width), nn.Sigmoid())
+        self.mlp = nn.Sequential(nn.Linear(width, mmhid), nn.ReLU(), nn.Dropout(dropout))
+        self.out_dim = mmhid
+
+    def _tokens(self, m: str, x: Tensor) -> Tensor:
+        return self.tokenize[m](x).view(x.shape[0], self.n_tokens, self.dim)
+
+    def _mlif(self, p: Tensor, c: Tensor) -> Tensor:
+        return self.lmf([self.mam_p(p, p, c), self.mam_c(c, p, c)])
+
+    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
+        p_tok = self._tokens(self.names[0], embs[self.names[0]])
+        c_tok = torch.cat([self._tokens(m, embs[m]) for m in self.names[1:]], dim=1)
+        p_cls, p_seq = self.enc_p(p_tok)
+        c_cls, c_seq = self.enc_c(c_tok)
+        p_hat, _ = self.dec_p(self.ca_p(p_seq, c_seq))  # P queries C
+        c_hat, _ = self.dec_c(self.ca_c(c_seq, p_seq))  # C queries P
+        c = torch.cat([self._mlif(p_cls, c_cls), self._mlif(p_hat, c_hat), p_cls, c_cls], dim=1)
+        fused = self.mlp(c * self.owc(c))
+        aux = self.alpha * l1_alignment_loss([p_cls, c_cls], [p_hat, c_hat])
+        return fused, aux
+
+
+@FUSIONS.register("ca_mlif_efficient")
+def ca_mlif_efficient(dims: dict[str, int], **kwargs: Any) -> CAMLIF:
+    return CAMLIF(dims, ca_mode="efficient", **kwargs)

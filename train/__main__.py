@@ -1,0 +1,179 @@
+"""`python -m train CONFIG.yaml [--steps extract fit cv export report]`: reproduce a bundle from a cohort.
+
+Every step is resumable: features are cached per patient, each CV split and each ensemble member is a file in the
+work folder keyed by the config hash, so a stopped run continues where it stopped and never re-extracts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from train.config import config_hash, load_config, resolve_path
+
+STEPS = ("extract", "fit", "cv", "export", "report")  # `audit` (InterSHAP) is not wired yet
+MODALITY_ORDER = ("wsi", "mri", "clinical", "rna")
+log = logging.getLogger("train")
+
+
+def _setup_logging(work: Path) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(work / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == handler.baseFilename for h in root.handlers):
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+class Run:
+    """One training run: the config, the cohort and lazily built arrays."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from chimera_surv.readers.clinical import load_schema
+        from chimera_surv.tasks import TASKS
+        from train.cohort import LabelSpec, load_cohort
+
+        self.config = config
+        base = Path(config["_base"])
+        self.task = TASKS[int(config["task"])]
+        self.survival = self.task.is_survival
+        self.work = resolve_path(config["work_dir"], base)
+        self.out = resolve_path(config["out"], base) if config.get("out") else Path("model") / self.task.name
+        self.encoder_root = resolve_path(config.get("encoder_root"), base)
+        _setup_logging(self.work)
+        schema_source = config.get("schema") or self.task.id
+        if isinstance(schema_source, str) and schema_source.endswith(".json"):
+            schema_source = resolve_path(schema_source, base)
+        self.schema = load_schema(schema_source)
+        wanted = config.get("modalities") or list(self.task.modalities)
+        self.modalities = [m for m in MODALITY_ORDER if m in wanted]
+        cohort_cfg = config["cohort"]
+        root = resolve_path(cohort_cfg["root"], base)
+        labels = LabelSpec.from_config(self.schema, cohort_cfg.get("labels"), base)
+        self.patients = load_cohort(root, labels, survival=self.survival, cohort_regex=cohort_cfg["cohort_regex"],
+                                    default_cohort=cohort_cfg["default_cohort"])
+        self.genes = self._genes(base) if "rna" in self.modalities else []
+        self.hash = config_hash(config)
+        log.info("cohort %s: %d patients, modalities %s, config %s", root, len(self.patients), self.modalities,
+                 self.hash)
+        self._ctx = None
+
+    def _genes(self, base: Path) -> list[str]:
+        from train.cohort import gene_list_from_cohort
+
+        source = self.config.get("genes") or "from_cohort"
+        if source == "from_cohort":
+            return gene_list_from_cohort(self.patients)
+        genes = json.loads(resolve_path(source, base).read_text())
+        if not isinstance(genes, list) or len(set(genes)) != len(genes):
+            raise ValueError(f"{source} is not a list of unique gene names")
+        return [str(g) for g in genes]
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def extract(self) -> None:
+        from train.extract import extract_all
+
+        counts = extract_all(self.patients, self.config, self.work, self.modalities, self.encoder_root)
+        log.info("extract: %s", counts)
+        print(f"extract: {counts}")
+
+    def context(self) -> Any:
+        if self._ctx is None:
+            from train.protocol import RunContext
+
+            self._ctx = RunContext(self.arrays(), self.schema, self.config, self.work, self.survival, self.hash)
+        return self._ctx
+
+    def arrays(self) -> Any:
+        from chimera_surv.readers.clinical import parse_clinical
+        from chimera_surv.readers.rna import parse_rna
+        from train.data import CohortArrays
+        from train.extract import load_bag, load_mri
+
+        p = self.patients
+        data = CohortArrays(
+            case_ids=[x.case_id for x in p], cohorts=[x.cohort for x in p],
+            time=np.array([x.time if x.time is not None else np.nan for x in p], dtype=np.float64),
+            event=np.array([x.event or 0 for x in p], dtype=np.int64),
+            label=np.array([x.label if x.label is not None else -1 for x in p], dtype=np.int64),
+            modalities=self.modalities, extra=[x.extra for x in p])
+        data.bags = [load_bag(self.work, x.case_id) for x in p] if "wsi" in self.modalities else [None] * len(p)
+        data.records = [parse_clinical(x.clinical, self.schema) if x.clinical is not None else None for x in p]
+        if "rna" in self.modalities:
+            data.rna = np.stack([parse_rna(x.rna, self.genes).values if x.rna is not None
+                                 else np.full(len(self.genes), np.nan, np.float32) for x in p])
+        if "mri" in self.modalities:
+            loaded = [load_mri(self.work, x.case_id) for x in p]
+            width = max((len(v) for v, _ in loaded if v is not None), default=0)
+            if width == 0:
+                raise ValueError("no patient has MRI features; drop 'mri' from `modalities`")
+            data.mri_names = next(n for v, n in loaded if v is not None)
+            data.mri = np.stack([v if v is not None else np.full(width, np.nan, np.float32) for v, _ in loaded])
+        return data
+
+    def fit(self) -> list[dict[str, Any]]:
+        from train.protocol import fit_members
+
+        return fit_members(self.context())
+
+    def cv(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        from train.protocol import run_cv, run_holdout
+
+        ctx = self.context()
+        return run_cv(ctx), run_holdout(ctx)
+
+    def export(self) -> Path:
+        from train.export import export
+        from train.report import cv_summary
+
+        ctx = self.context()
+        summary = None
+        if (self.work / "cv").is_dir():
+            summary = cv_summary(ctx, *self.cv())
+        recipe = self.config["recipe"] if "wsi" in self.modalities else None
+        path = export(ctx, self.fit(), self.out, recipe, self.genes, summary)
+        print(f"export: bundle written to {path}")
+        return path
+
+    def report(self) -> Path:
+        from train.report import write_report
+
+        cv, holdout = self.cv()
+        path = write_report(self.context(), cv, holdout, self.fit(), self.work / "report")
+        print(f"report: {path}")
+        return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--steps", nargs="+", choices=STEPS + ("all",), default=["all"])
+    parser.add_argument("--out", type=Path, default=None, help="bundle folder (overrides the config's `out`)")
+    parser.add_argument("--work", type=Path, default=None, help="work folder (overrides `work_dir`)")
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.out:
+        overrides["out"] = str(args.out.resolve())
+    if args.work:
+        overrides["work_dir"] = str(args.work.resolve())
+    config = load_config(args.config, overrides)
+    steps = list(STEPS) if "all" in args.steps else [s for s in STEPS if s in args.steps]
+    run = Run(config)
+    for step in steps:
+        started = time.perf_counter()
+        getattr(run, step)()
+        log.info("step %s done in %.1f s", step, time.perf_counter() - started)
+        print(f"[{step}] {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Load a training cohort laid out as the CHIMERA training buckets (chimera-spec.md §2) into patient records.
+
+Layouts recognised (found by file-name pattern under the root, never by a fixed folder depth):
+- Task 1: `clinical_data/<pid>.json`, `pathology/images/<pid>/<pid>_<scan>.tif` + `<pid>_<scan>_tissue.tif`,
+  `radiology/images/<pid>/<pid>_<scan>_{t2w,adc,hbv,mask}.mha`;
+- Tasks 2/3: `<id>/<id>_HE.tif`, `<id>_HE_mask.tif`, `<id>_CD.json` (+ `<id>_RNA.json` for Task 3).
+Labels come from the clinical JSON keys the schema names (`labels`), or from a CSV (`labels_csv`) whose columns
+the config names. The cohort (3A/3B, 2A/2B) comes from a CSV column or a regex on the case id.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chimera_surv.case import MRIInput, SlideInput
+
+MASK_SUFFIXES = ("_tissue", "_mask", "_HE_mask")
+MRI_KEYS = {"t2w": "t2", "t2": "t2", "adc": "adc", "hbv": "hbv", "mask": "mask"}
+
+
+@dataclass
+class Patient:
+    """One training patient: where its inputs are, its raw JSON and its label."""
+
+    case_id: str
+    cohort: str
+    slides: list[SlideInput] = field(default_factory=list)
+    mri: MRIInput | None = None
+    clinical: Any = None
+    rna: Any = None
+    time: float | None = None  # months (survival tasks)
+    event: int | None = None  # 1 = event (survival tasks)
+    label: int | None = None  # 1 = positive class (Task 2)
+    extra: dict[str, str] = field(default_factory=dict)  # other CSV columns (e.g. a synthetic latent risk)
+
+
+@dataclass
+class LabelSpec:
+    """Where labels live: the clinical JSON keys the schema names, or a CSV with the columns the config names."""
+
+    schema: Any  # ClinicalSchema: its `labels` name the JSON keys (time/event or target/positive)
+    csv_path: Path | None = None
+    csv_columns: dict[str, str] = field(default_factory=dict)  # case_id/time/event/label/cohort → column
+    positive: tuple[str, ...] = ("1", "1.0")  # CSV label values meaning the positive class
+
+    @classmethod
+    def from_config(cls, schema: Any, config: dict[str, Any] | None, base: Path) -> LabelSpec:
+        config = dict(config or {})
+        spec = cls(schema=schema)
+        spec.positive = tuple(str(v) for v in config.get("positive", schema.labels.get("positive", []))) or (
+            "1", "1.0")
+        if config.get("csv"):
+            path = Path(config["csv"])
+            spec.csv_path = path if path.is_absolute() else base / path
+            spec.csv_columns = {"case_id": "case_id", "time": "time", "event": "event", "label": "label",
+                                "cohort": "cohort", **config.get("columns", {})}
+        return spec
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _unwrap(raw: Any) -> Any:
+    return raw[0] if isinstance(raw, list) and len(raw) == 1 else raw
+
+
+def _strip_mask_suffix(stem: str) -> str | None:
+    for suffix in MASK_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return None
+
+
+def _slides_for(files: list[Path]) -> list[SlideInput]:
+    """Pair each slide with its mask (`<stem>_tissue.tif` or `<stem>_mask.tif`), in sorted name order."""
+    images = [p for p in files if p.suffix.lower() in (".tif", ".tiff")]
+    masks = {_strip_mask_suffix(p.stem): p for p in images if _strip_mask_suffix(p.stem) is not None}
+    slides = [p for p in images if _strip_mask_suffix(p.stem) is None]
+    return [SlideInput(index=i, wsi=p, mask=masks.get(p.stem), name=p.name) for i, p in enumerate(sorted(slides))]
+
+
+def _mri_for(files: list[Path]) -> MRIInput | None:
+    found: dict[str, Path] = {}
+    for path in sorted(files):
+        if path.suffix.lower() != ".mha":
+            continue
+        key = MRI_KEYS.get(path.stem.rsplit("_", 1)[-1].lower())
+        if key and key not in found:
+            found[key] = path
+    return MRIInput(**found) if found else None
+
+
+def _index_files(root: Path, case_ids: list[str]) -> dict[str, list[Path]]:
+    """Each case's files: names starting with `<case id>_` (ids may themselves contain `_`, e.g. 3A_001)."""
+    by_prefix: dict[str, list[Path]] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            by_prefix.setdefault(path.name.split("_", 1)[0], []).append(path)
+    groups: dict[str, list[Path]] = {}
+    for case_id in case_ids:
+        candidates = by_prefix.get(case_id.split("_", 1)[0], [])
+        groups[case_id] = [p for p in candidates if p.name.startswith(case_id + "_")]
+    return groups
+
+
+def _clinical_paths(root: Path) -> dict[str, Path]:
+    """case id → clinical JSON: `<id>_CD.json` (Tasks 2/3) or `clinical_data/<id>.json` (Task 1)."""
+    found = {p.name[: -len("_CD.json")]: p for p in sorted(root.rglob("*_CD.json"))}
+    for path in sorted(root.rglob("clinical_data/*.json")):
+        found.setdefault(path.stem, path)
+    return found
+
+
+def _is_true(text: str) -> bool:
+    text = str(text).strip().lower()
+    try:
+        return float(text) >= 0.5
+    except ValueError:
+        return text in ("yes", "true")
+
+
+def _read_csv(spec: LabelSpec) -> dict[str, dict[str, str]]:
+    with open(spec.csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    key = spec.csv_columns["case_id"]
+    return {row[key]: row for row in rows}
+
+
+def _apply_labels(patient: Patient, raw: Any, row: dict[str, str] | None, spec: LabelSpec) -> None:
+    """CSV columns win; otherwise the schema's label keys in the clinical JSON (read_labels)."""
+    from chimera_surv.readers.clinical import read_labels
+
+    cols = spec.csv_columns
+    if row is not None:
+        value = row.get(cols.get("time", ""), "")
+        patient.time = float(value) if value not in ("", None) else None
+        value = row.get(cols.get("event", ""), "")
+        patient.event = int(_is_true(value)) if value not in ("", None) else None
+        value = row.get(cols.get("label", ""), "")
+        if value not in ("", None):
+            patient.label = 1 if value in spec.positive else int(_is_true(value))
+        patient.extra = {k: v for k, v in row.items() if k not in cols.values()}
+    if raw is not None:
+        labels = read_labels(raw, spec.schema)
+        if patient.time is None and labels.get("time") is not None:
+            patient.time = float(labels["time"])
+        if patient.event is None and labels.get("event") is not None:
+            patient.event = int(labels["event"])
+        if patient.label is None and labels.get("target") is not None:
+            patient.label = int(labels["target"])
+
+
+def load_cohort(root: Path | str, labels: LabelSpec, *, survival: bool, cohort_regex: str = r"^([0-9]+[A-Za-z])_",
+                default_cohort: str = "all") -> list[Patient]:
+    """All labelled patients under `root`, sorted by case id. Unlabelled patients are dropped with a reason."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"cohort root {root} does not exist")
+    clinical = _clinical_paths(root)
+    rows = _read_csv(labels) if labels.csv_path else {}
+    ids = sorted(set(clinical) | set(rows))
+    files = _index_files(root, ids)
+    pattern = re.compile(cohort_regex) if cohort_regex else None
+    patients = []
+    for case_id in ids:
+        own = files.get(case_id, [])
+        raw = _unwrap(_read_json(clinical[case_id])) if case_id in clinical else None
+        rna_files = [p for p in own if p.name.endswith("_RNA.json")]
+        row = rows.get(case_id)
+        cohort = (row or {}).get(labels.csv_columns.get("cohort", "cohort")) if row else None
+        if not cohort and pattern is not None:
+            match = pattern.search(case_id)
+            cohort = match.group(1) if match else None
+        patient = Patient(case_id=case_id, cohort=str(cohort or default_cohort), slides=_slides_for(own),
+                          mri=_mri_for(own), clinical=raw,
+                          rna=_read_json(rna_files[0]) if rna_files else None)
+        _apply_labels(patient, raw, row, labels)
+        patients.append(patient)
+    if survival:
+        kept = [p for p in patients if p.time is not None and p.event is not None]
+    else:
+        kept = [p for p in patients if p.label is not None]
+    if not kept:
+        raise ValueError(f"no labelled patient under {root} ({len(patients)} found; check the label keys/CSV)")
+    return kept
+
+
+def gene_list_from_cohort(patients: list[Patient]) -> list[str]:
+    """The sorted gene keys of the first patient with RNA (how the CHIMERA gene_order.json was built)."""
+    for patient in patients:
+        if isinstance(patient.rna, dict):
+            return sorted(patient.rna)
+    raise ValueError("no patient has RNA data, so no gene list can be derived")

@@ -1,0 +1,109 @@
+"""Cohort arrays in memory and their per-fold encoding.
+
+`CohortArrays` holds raw, unfitted inputs (slide bags from the feature cache, parsed clinical records, RNA and MRI
+matrices with NaN for missing). `encode_fold` fits the preprocessing on the training indices only and encodes
+every patient with it, so the reported fold never informs a mean, a category list or a PCA basis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from chimera_surv.preprocess import ClinicalEncoder, RNANormaliser, Standardiser
+
+VECTOR_MODALITIES = ("mri", "clinical", "rna")
+
+
+@dataclass
+class CohortArrays:
+    """Everything the models see, before any fitted transform."""
+
+    case_ids: list[str]
+    cohorts: list[str]
+    time: np.ndarray  # float64 (n,), NaN for a classification task
+    event: np.ndarray  # int64 (n,)
+    label: np.ndarray  # int64 (n,), -1 for a survival task
+    modalities: list[str]
+    bags: list[np.ndarray | None] = field(default_factory=list)  # (N_i, D) float32 or None
+    records: list[Any] = field(default_factory=list)  # ClinicalRecord or None
+    rna: np.ndarray | None = None  # (n, G) float32, NaN rows for missing
+    mri: np.ndarray | None = None  # (n, D) float32, NaN rows for missing
+    mri_names: list[str] = field(default_factory=list)
+    extra: list[dict[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    @property
+    def outcome(self) -> list[int]:
+        """What folds are stratified on: the event (survival) or the class (Task 2)."""
+        return [int(v) for v in (self.event if self.label[0] < 0 else self.label)]
+
+    def raw_present(self, modality: str) -> np.ndarray:
+        n = len(self)
+        if modality == "wsi":
+            return np.array([b is not None and len(b) > 0 for b in self.bags], dtype=bool)
+        if modality == "clinical":
+            return np.array([r is not None and r.n_present() > 0 for r in self.records], dtype=bool)
+        matrix = self.rna if modality == "rna" else self.mri
+        if matrix is None:
+            return np.zeros(n, dtype=bool)
+        return np.isfinite(matrix).any(axis=1)
+
+
+@dataclass
+class Encoded:
+    """One fold's encoding of the whole cohort: vectors per modality, presence flags, bags and widths."""
+
+    vectors: dict[str, np.ndarray]
+    present: dict[str, np.ndarray]
+    bags: list[np.ndarray | None]
+    dims: dict[str, int]
+    preprocessing: dict[str, dict[str, Any]]
+
+
+def encode_fold(data: CohortArrays, train_idx: list[int] | tuple[int, ...], schema: Any,
+                config: dict[str, Any]) -> Encoded:
+    """Fit each modality's transform on `train_idx` patients that have the modality, encode everyone."""
+    train_idx = list(train_idx)
+    vectors: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    dims: dict[str, int] = {}
+    state: dict[str, dict[str, Any]] = {}
+    options = config.get("preprocess", {})
+    for modality in data.modalities:
+        present[modality] = data.raw_present(modality)
+        fit_idx = [i for i in train_idx if present[modality][i]]
+        if modality == "wsi":
+            widths = {b.shape[1] for b in data.bags if b is not None and len(b)}
+            if len(widths) != 1:
+                raise ValueError(f"slide bags have inconsistent or no feature widths: {sorted(widths)}")
+            dims["wsi"] = widths.pop()
+            continue
+        if not fit_idx:
+            raise ValueError(f"no training patient has {modality} data; drop it from `modalities`")
+        if modality == "clinical":
+            encoder = ClinicalEncoder(**options.get("clinical", {})).fit([data.records[i] for i in fit_idx], schema)
+            vectors[modality] = encoder.transform([r if r is not None else _empty_record(schema)
+                                                   for r in data.records])
+        elif modality == "rna":
+            encoder = RNANormaliser(**options.get("rna", {})).fit(data.rna[fit_idx])
+            vectors[modality] = encoder.transform(data.rna)
+        elif modality == "mri":
+            encoder = Standardiser(**options.get("mri", {})).fit(data.mri[fit_idx], data.mri_names or None)
+            vectors[modality] = encoder.transform(data.mri)
+        else:
+            raise ValueError(f"unknown modality '{modality}'")
+        vectors[modality] = np.asarray(vectors[modality], dtype=np.float32)
+        dims[modality] = int(vectors[modality].shape[1])
+        state[modality] = encoder.to_dict()
+    return Encoded(vectors=vectors, present=present, bags=data.bags, dims=dims, preprocessing=state)
+
+
+def _empty_record(schema: Any) -> Any:
+    from chimera_surv.readers.clinical import parse_clinical
+
+    return parse_clinical(None, schema)

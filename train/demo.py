@@ -1,0 +1,144 @@
+"""`python -m train.demo --out model --cases runs/demo/cases`: train small bundles for every task on synthetic
+cohorts, then let the container predict held-out synthetic grand-challenge cases and score them against the oracle.
+
+Steps per task: synthetic training cohort (CHIMERA training layout) → `train` steps extract, fit, export into
+`<out>/<task name>/` → held-out cases in the grand-challenge layout (a different patient stream) → the container's
+`predict_case` (what inference.py runs; `--subprocess` runs `python inference.py` itself per case) → a table and the
+held-out C-index (AUC for Task 2) beside the oracle value of the latent risk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEMO_SIZES = {1: 90, 2: 100, 3: 100}
+WSI_SIZE = (1024, 768)
+RNA_PANEL = 200
+
+
+def _options(task: int, stream: str) -> Any:
+    from chimera_surv import synthetic
+    from chimera_surv.make_cases import STREAM_FIRST_ID
+
+    genes = tuple(synthetic.gene_panel(RNA_PANEL)) if task == 3 else None
+    return synthetic.CohortOptions(wsi_size=WSI_SIZE, genes=genes, stream=stream, first_id=STREAM_FIRST_ID[stream],
+                                   slides_per_case=(1, 2) if task == 1 else None)
+
+
+def train_task(task: int, work: Path, out: Path, n: int, seed: int) -> Path:
+    """Generate the training cohort (once) and run extract → fit → export; returns the bundle folder."""
+    from chimera_surv import synthetic
+    from chimera_surv.make_cases import write_training_cohort
+    from chimera_surv.tasks import TASKS
+    from train.__main__ import Run
+    from train.config import load_config
+
+    cohort = work / f"cohort_task{task}"
+    if not (cohort / "labels.csv").is_file():
+        patients = synthetic.make_cohort(task, n, seed, _options(task, "training"))
+        write_training_cohort(patients, cohort, workers=2, overwrite=True)
+    bundle_dir = out / TASKS[task].name
+    config = load_config(CONFIG_DIR / f"demo_task{task}.yaml",
+                         {"cohort": {"root": str(cohort.resolve())}, "work_dir": str((work / f"work_task{task}").resolve()),
+                          "out": str(bundle_dir.resolve()), "encoder_root": str((out / "encoders").resolve()),
+                          "seed": seed})
+    run = Run(config)
+    for step in ("extract", "fit", "export"):
+        getattr(run, step)()
+    return bundle_dir
+
+
+def heldout_cases(task: int, cases: Path, n: int, seed: int) -> list[Path]:
+    from chimera_surv import synthetic
+    from chimera_surv.make_cases import write_gc_cases
+
+    patients = synthetic.make_cohort(task, n, seed, _options(task, "test"))
+    return sorted(Path(p) for p in write_gc_cases(patients, cases / f"task{task}", seed=seed, workers=2))
+
+
+def predict(case: Path, model: Path, output: Path, use_subprocess: bool) -> tuple[float, str, float]:
+    """(value, provenance, seconds) for one case, through the container's code path."""
+    started = time.perf_counter()
+    if use_subprocess:
+        root = Path(__file__).resolve().parents[1]
+        result = subprocess.run([sys.executable, str(root / "inference.py"), "--input", str(case), "--output",
+                                 str(output), "--model", str(model)], capture_output=True, text=True, check=True)
+        line = next(l for l in result.stdout.splitlines() if "RESULT" in l)
+        record = json.loads(line.split("RESULT", 1)[1])
+        return float(record["value"]), record["provenance"], time.perf_counter() - started
+    from chimera_surv.gc import write_output
+    from chimera_surv.predict import predict_case
+
+    prediction = predict_case(case, model)
+    write_output(output, prediction.task, prediction.value)
+    return prediction.value, prediction.provenance(), time.perf_counter() - started
+
+
+def score(task: int, truth: list[dict[str, Any]], values: list[float]) -> tuple[float, float, str]:
+    """(held-out metric of the predictions, oracle metric of the latent risk, metric name)."""
+    from chimera_surv.survival.metrics import harrell_c
+
+    latent = np.array([t["latent_risk"] for t in truth])
+    values = np.asarray(values)
+    if task == 2:
+        from sklearn.metrics import roc_auc_score
+
+        labels = np.array([t["brs3"] for t in truth])
+        return float(roc_auc_score(labels, values)), float(roc_auc_score(labels, latent)), "AUC"
+    event = np.array([bool(t["event"]) for t in truth])
+    time_ = np.array([float(t["time"]) for t in truth])
+    # Outputs are months (higher = later event): scored like the organisers, on the negated value.
+    return harrell_c(event, time_, -values), harrell_c(event, time_, latent), "C-index"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("model"), help="model folder (bundles go to <out>/<task>)")
+    parser.add_argument("--cases", type=Path, default=Path("runs/demo/cases"), help="held-out case folders")
+    parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="cohorts and training work folders")
+    parser.add_argument("--tasks", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--n-heldout", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--subprocess", action="store_true", help="run `python inference.py` for every case")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    summary = []
+    for task in args.tasks:
+        t0 = time.perf_counter()
+        train_task(task, args.work, args.out, DEMO_SIZES[task], args.seed)
+        train_s = time.perf_counter() - t0
+        cases = heldout_cases(task, args.cases, args.n_heldout, args.seed)
+        rows, truth, values = [], [], []
+        for case in cases:
+            value, provenance, seconds = predict(case, args.out, args.work / "outputs" / case.name, args.subprocess)
+            truth.append(json.loads((case / "expected.json").read_text()))
+            values.append(value)
+            rows.append((task, case.name, value, provenance, seconds))
+        print(f"\n{'task':>4}  {'case':<10} {'prediction':>12}  {'provenance':<40} {'s':>6}")
+        for task_id, name, value, provenance, seconds in rows:
+            print(f"{task_id:>4}  {name:<10} {value:>12.4f}  {provenance:<40} {seconds:>6.2f}")
+        metric, oracle, name = score(task, truth, values)
+        ratio = metric / oracle if oracle else float("nan")
+        summary.append((task, name, metric, oracle, ratio, train_s))
+        print(f"task {task}: held-out {name} {metric:.3f} vs oracle {oracle:.3f} (ratio {ratio:.2f}; "
+              f"training {train_s:.0f} s)")
+    print("\nsummary")
+    for task, name, metric, oracle, ratio, train_s in summary:
+        verdict = "OK" if ratio >= 0.85 else "below 0.85 x oracle"
+        print(f"  task {task}: {name} {metric:.3f} / oracle {oracle:.3f} = {ratio:.2f}  [{verdict}]  "
+              f"train {train_s:.0f} s")
+    print(f"demo done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The validation protocol and the exported ensemble, each split resumable from a JSON file in the work folder.
+
+- `cv`: repeated stratified k-fold (event × cohort) for every architecture on the SAME folds; preprocessing is fitted
+  on the outer training part, early stopping uses an inner split of it; the reported fold is only predicted.
+- `holdout`: train on one cohort, test on the other (3A → 3B and back), inner split for early stopping.
+- `members`: the exported ensemble: one model per fold of a k-fold over the whole cohort, early-stopped on its
+  own held-out fold (never reported), whose out-of-fold risks fit the risk standardisation and the calibration.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from train.data import CohortArrays, encode_fold
+from train.fit import predict_risks, score, set_determinism, train_network
+from train.folds import Split, cohort_holdout, inner_split, repeated_kfold
+
+
+@dataclass
+class RunContext:
+    """What every step needs: the loaded cohort, schema, config and the work folder."""
+
+    data: CohortArrays
+    schema: Any
+    config: dict[str, Any]
+    work: Path
+    survival: bool
+    config_hash: str
+
+
+def network_config(arch: dict[str, Any], dims: dict[str, int],
+                   survival: bool = True) -> tuple[dict[str, Any], dict[str, int]]:
+    """Complete an architecture config with its modalities and input widths (the build_network format)."""
+    from train.networks import complete_network_config
+
+    return complete_network_config(arch, dims, survival)
+
+
+def arch_modalities(arch: dict[str, Any], available: list[str]) -> list[str]:
+    wanted = arch.get("modalities") or available
+    return [m for m in available if m in wanted]
+
+
+def _split_seed(config: dict[str, Any], split: Split, salt: int) -> int:
+    return int(config["seed"]) * 1000 + split.repeat * 100 + split.fold + salt
+
+
+def run_split(ctx: RunContext, arch_name: str, arch: dict[str, Any], split: Split, salt: int = 0) -> dict[str, Any]:
+    """Train one architecture on split.train (inner early stopping) and predict split.test."""
+    from chimera_surv.models import build_network
+
+    data, config = ctx.data, ctx.config
+    seed = _split_seed(config, split, salt)
+    inner_train, inner_val = inner_split(split.train, data.outcome, data.cohorts, config["protocol"]["inner_val"],
+                                         seed)
+    modalities = arch_modalities(arch, data.modalities)
+    enc = encode_fold(data, split.train, ctx.schema, {**config, "modalities": modalities})
+    dims = {m: enc.dims[m] for m in modalities}
+    net_cfg, _ = network_config(arch, dims, ctx.survival)
+    set_determinism(seed, config.get("threads", 1))
+    network = build_network(net_cfg)
+    result = train_network(network, enc, data, inner_train, inner_val, modalities, config["train"], seed,
+                           ctx.survival)
+    max_patches = config["train"].get("max_patches")
+    test = list(split.test)
+    risk = predict_risks(network, enc, data, test, modalities, max_patches=max_patches)
+    record = {"arch": arch_name, "split": split.name, "repeat": split.repeat, "fold": split.fold,
+              "test": test, "case_ids": [data.case_ids[i] for i in test], "risk": [float(r) for r in risk],
+              "metric": score(ctx.survival, data, test, risk), "best_epoch": result.best_epoch,
+              "inner_val_metric": result.best_val, "history": result.history, "modalities": modalities,
+              "n_train": len(inner_train), "n_inner_val": len(inner_val), "config_hash": ctx.config_hash,
+              "arch_config": arch}
+    return record, network, enc, net_cfg, dims
+
+
+def _cached(path: Path, ctx: RunContext, arch: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """A finished split's record when it was made by the same config (and architecture)."""
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("config_hash") == ctx.config_hash and (arch is None or record.get("arch_config") == arch):
+            return record
+    return None
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    # Key order is kept: a network config's modality order decides the fusion's input order.
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    tmp.replace(path)
+
+
+def architectures(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The exported model first (named 'model'), then the comparison architectures."""
+    archs = {"model": config["model"]}
+    archs.update(config.get("compare") or {})
+    return archs
+
+
+def cv_splits(ctx: RunContext) -> list[Split]:
+    protocol = ctx.config["protocol"]
+    return repeated_kfold(ctx.data.outcome, ctx.data.cohorts, int(protocol["folds"]), int(protocol["repeats"]),
+                          int(ctx.config["seed"]))
+
+
+def run_cv(ctx: RunContext) -> list[dict[str, Any]]:
+    """Every architecture on the same repeated folds (resumable per split)."""
+    splits = cv_splits(ctx)
+    archs = architectures(ctx.config)
+    records = []
+    jobs = [(name, arch, split) for name, arch in archs.items() for split in splits]
+    for name, arch, split in tqdm(jobs, desc="cv", unit="fit"):
+        path = ctx.work / "cv" / name / f"{split.name}.json"
+        record = _cached(path, ctx, arch)
+        if record is None:
+            record = run_split(ctx, name, arch, split)[0]
+            _write_json(path, record)
+        records.append(record)
+    return records
+
+
+def run_holdout(ctx: RunContext) -> list[dict[str, Any]]:
+    """Cohort-held-out results for every architecture (empty when the cohort has a single site)."""
+    if not ctx.config["protocol"].get("cohort_holdout", True):
+        return []
+    splits = cohort_holdout(ctx.data.cohorts)
+    records = []
+    jobs = [(name, arch, split) for name, arch in architectures(ctx.config).items() for split in splits]
+    for name, arch, split in tqdm(jobs, desc="cohort-held-out", unit="fit"):
+        path = ctx.work / "holdout" / name / f"{split.name}.json"
+        record = _cached(path, ctx, arch)
+        if record is None:
+            record = run_split(ctx, name, arch, split, salt=7)[0]
+            _write_json(path, record)
+        records.append(record)
+    return records
+
+
+def member_splits(ctx: RunContext) -> list[Split]:
+    k = int(ctx.config["protocol"].get("members", ctx.config["protocol"]["folds"]))
+    return repeated_kfold(ctx.data.outcome, ctx.data.cohorts, k, 1, int(ctx.config["seed"]) + 10_000)
+
+
+def fit_members(ctx: RunContext) -> list[dict[str, Any]]:
+    """Train the exported ensemble (resumable per member); each member's weights go to members/<name>.safetensors."""
+    arch = ctx.config["model"]
+    out = []
+    for split in tqdm(member_splits(ctx), desc="fit members", unit="member"):
+        path = ctx.work / "members" / f"{split.name}.json"
+        weights = path.with_suffix(".safetensors")
+        record = _cached(path, ctx)
+        if record is None or not weights.is_file():
+            # The member's own held-out fold is its early-stopping set; it is never reported as a score.
+            record, network, enc, net_cfg, dims = _run_member(ctx, arch, split)
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            state = {k: v.detach().contiguous() for k, v in sorted(network.state_dict().items())}
+            save_file(state, str(weights))
+            _write_json(path, record)
+        out.append(record)
+    return out
+
+
+def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple:
+    from chimera_surv.models import build_network
+
+    data, config = ctx.data, ctx.config
+    seed = _split_seed(config, split, 50)
+    modalities = arch_modalities(arch, data.modalities)
+    enc = encode_fold(data, split.train, ctx.schema, config)
+    dims = {m: enc.dims[m] for m in modalities}
+    net_cfg, _ = network_config(arch, dims, ctx.survival)
+    set_determinism(seed, config.get("threads", 1))
+    network = build_network(net_cfg)
+    result = train_network(network, enc, data, list(split.train), list(split.test), modalities, config["train"],
+                           seed, ctx.survival)
+    max_patches = config["train"].get("max_patches")
+    train_risk = predict_risks(network, enc, data, list(split.train), modalities, max_patches=max_patches)
+    oof_risk = predict_risks(network, enc, data, list(split.test), modalities, max_patches=max_patches)
+    shift = float(np.mean(train_risk))
+    scale = float(np.std(train_risk)) or 1.0
+    record = {"name": f"member{split.fold}", "split": split.name, "oof": list(split.test),
+              "oof_risk": [float(r) for r in oof_risk], "risk_shift": shift, "risk_scale": scale,
+              "network": net_cfg, "input_dims": dims, "modalities": modalities,
+              "preprocessing": {m: s for m, s in enc.preprocessing.items() if m in modalities},
+              "best_epoch": result.best_epoch, "history": result.history, "config_hash": ctx.config_hash}
+    return record, network, enc, net_cfg, dims
+
+
+def member_state(ctx: RunContext, record: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return load_file(str(ctx.work / "members" / f"{record['split']}.safetensors"))
+
+
+def oof_standardised(ctx: RunContext, members: list[dict[str, Any]]) -> np.ndarray:
+    """Each patient's risk from the member that did not train on it, on the shared (standardised) scale."""
+    risk = np.full(len(ctx.data), np.nan)
+    for record in members:
+        values = (np.asarray(record["oof_risk"]) - record["risk_shift"]) / record["risk_scale"]
+        risk[record["oof"]] = values
+    return risk
