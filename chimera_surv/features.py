@@ -116,6 +116,7 @@ class _Prepared:
     grid: PatchGrid
     mpp: tuple[float, float]
     mask_source: str
+    tile: int = 256
 
 
 def _prepare_slide(slide: SlideInput, recipe: FeatureRecipe, issues: list[str]) -> _Prepared | None:
@@ -154,7 +155,7 @@ def _prepare_slide(slide: SlideInput, recipe: FeatureRecipe, issues: list[str]) 
         grid = tissue_grid(wsi, mask, recipe.target_mpp, recipe.patch_size, recipe.min_tissue)
         if len(grid) == 0:
             issues.append(f"{label}: no tissue patches (mask tissue fraction {mask.fraction:.3f})")
-        return _Prepared(slide, grid, wsi.mpp, mask.source)
+        return _Prepared(slide, grid, wsi.mpp, mask.source, wsi.tile_size(grid.level))
 
 
 def _slide_cache_path(cache_dir: Path, recipe: FeatureRecipe, prepared: _Prepared, cap: int | None) -> Path:
@@ -236,7 +237,7 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
             encoder = load_encoder(recipe.encoder, encoder_root, device, weights=recipe.weights)
         items, start = [], 0
         for p, _, _ in pending:
-            items.append(SlideGrid(p.slide.index, p.slide.wsi, p.mpp, p.grid, start))
+            items.append(SlideGrid(p.slide.index, p.slide.wsi, p.mpp, p.grid, start, p.tile))
             start += len(p.grid)
         features, skipped = encode_grids(items, encoder, recipe)
         for item, (p, cap, path) in zip(items, pending):

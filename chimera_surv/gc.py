@@ -142,6 +142,7 @@ def read_case(input_dir: Path | str) -> Case:
         role = classify_slug(slug)
         if role is None:
             log.warning("ignoring unknown socket %r", slug)
+            case.issues.append(f"unknown socket {slug!r} ignored")
             continue
         kind, index = role
         image_name = (entry.get("image") or {}).get("name") if isinstance(entry.get("image"), dict) else None

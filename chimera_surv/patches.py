@@ -14,6 +14,7 @@ skipped and reported, and the rest of the slide goes on.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class SlideGrid:
     mpp: tuple[float, float]
     grid: PatchGrid
     start: int = 0  # global index of this slide's first patch
+    tile: int = 256  # TIFF tile size at the grid's level: blocks are aligned to it when the sizes allow
 
 
 def plan_blocks(slides: list[SlideGrid], block_pixels: int = BLOCK_PIXELS) -> list[Block]:
@@ -71,7 +73,7 @@ def plan_blocks(slides: list[SlideGrid], block_pixels: int = BLOCK_PIXELS) -> li
         grid = item.grid
         if len(grid) == 0:
             continue
-        cells_per_block = max(1, block_pixels // grid.read_size)
+        cells_per_block = _cells_per_block(grid.read_size, item.tile, block_pixels)
         key_col, key_row = grid.cells[:, 0] // cells_per_block, grid.cells[:, 1] // cells_per_block
         order = np.lexsort((grid.cells[:, 0], grid.cells[:, 1], key_col, key_row))
         keys = np.stack([key_row[order], key_col[order]], 1)
@@ -90,6 +92,15 @@ def plan_blocks(slides: list[SlideGrid], block_pixels: int = BLOCK_PIXELS) -> li
                 offsets=tuple(((int(c) - c0) * grid.read_size, (int(r) - r0) * grid.read_size)
                               for c, r in zip(cols, rows))))
     return blocks
+
+
+def _cells_per_block(read_size: int, tile: int, block_pixels: int) -> int:
+    """Cells per block side: a whole number of tiles when lcm(cell, tile) is small (224 and 256 → 8 cells =
+    7 tiles), so neighbouring blocks never decode the same tile; else as many cells as fit in `block_pixels`."""
+    common = math.lcm(read_size, tile) if tile > 0 else 0
+    if 0 < common <= 2 * block_pixels:
+        return max(1, common // read_size) * max(1, block_pixels // common)
+    return max(1, block_pixels // read_size)
 
 
 class RegionReader:
@@ -170,10 +181,25 @@ def _fetch_pyvips(region: Any, x: int, y: int, width: int, height: int) -> np.nd
     return pixels
 
 
-def _resize(patch: np.ndarray, size: int) -> np.ndarray:
+def resize_patch(patch: np.ndarray, size: int) -> np.ndarray:
+    """Exact integer factors use a box filter (PIL `reduce`); other factors bilinear with antialiasing."""
     if patch.shape[0] == size and patch.shape[1] == size:
         return patch
-    return np.asarray(Image.fromarray(np.ascontiguousarray(patch)).resize((size, size), Image.BILINEAR))
+    image = Image.fromarray(np.ascontiguousarray(patch))
+    if patch.shape[0] % size == 0 and patch.shape[1] == patch.shape[0]:
+        return np.asarray(image.reduce(patch.shape[0] // size))
+    return np.asarray(image.resize((size, size), Image.BILINEAR))
+
+
+def _cut(region: np.ndarray, block: Block) -> list[np.ndarray]:
+    """The block's patches; an integer-factor reduction is done once on the region (identical to per patch)."""
+    size, psize = block.read_size, block.patch_size
+    if size != psize and size % psize == 0:
+        factor = size // psize
+        small = np.asarray(Image.fromarray(np.ascontiguousarray(region)).reduce(factor))
+        return [small[dy // factor:dy // factor + psize, dx // factor:dx // factor + psize]
+                for dx, dy in block.offsets]
+    return [resize_patch(region[dy:dy + size, dx:dx + size], psize) for dx, dy in block.offsets]
 
 
 def read_block(reader: RegionReader, block: Block) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -184,13 +210,12 @@ def read_block(reader: RegionReader, block: Block) -> tuple[np.ndarray, np.ndarr
     skipped: list[int] = []
     try:
         region = reader.read(block, 0, 0, block.width, block.height)
-        for index, (dx, dy) in zip(block.members, block.offsets):
-            patches.append(_resize(region[dy:dy + size, dx:dx + size], psize))
-            kept.append(index)
+        patches = _cut(region, block)
+        kept = list(block.members)
     except SlideError:
         for index, (dx, dy) in zip(block.members, block.offsets):
             try:
-                patches.append(_resize(reader.read(block, dx, dy, size, size), psize))
+                patches.append(resize_patch(reader.read(block, dx, dy, size, size), psize))
                 kept.append(index)
             except SlideError:
                 skipped.append(index)
@@ -213,7 +238,8 @@ class BlockDataset(torch.utils.data.Dataset):
         if self._reader is None:
             self._reader = RegionReader(self.backend)
         indices, patches, skipped = read_block(self._reader, self.blocks[item])
-        chw = torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous()
+        # (B, 3, P, P) as a view of the NHWC array: channels_last strides, no copy; the GPU wants NHWC anyway
+        chw = torch.from_numpy(patches).permute(0, 3, 1, 2)
         return torch.from_numpy(indices), chw, torch.as_tensor(skipped, dtype=torch.int64)
 
 

@@ -125,7 +125,7 @@ def modality_inputs(case: Case, bundle: Any, record: Any, degraded: DegradedLog,
             degraded("mri", "no T2 MRI in the case", "predicting without MRI")
         else:
             def mri_vector() -> Any:
-                from chimera_surv.features import mri_features
+                from chimera_surv.mri_features import mri_features
 
                 vector, _names = mri_features(case.mri, kind=bundle.mri_kind, encoder_root=model_dir / "encoders")
                 return vector

@@ -102,7 +102,8 @@ def test_a_new_cohort_schema_from_a_path(tmp_path):
         str(path),
     )
     assert record.values == {"ki67": 12.5, "site": "Colon", "node": 1.0, "grade": 3.0}
-    assert record.issues == ["clinical: unknown key 'extra' ignored"]
+    assert record.issues == ["clinical 'ki67': number given as text ('12.5'), parsed",
+                             "clinical: unknown key 'extra' ignored"]
     assert parse_clinical({"ki67": "unknown", "site": "unknown"}, path).values["ki67"] is None
 
 

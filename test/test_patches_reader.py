@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from chimera_surv.patches import PatchBatches, RegionReader, SlideGrid, plan_blocks, read_block
+from chimera_surv.patches import PatchBatches, RegionReader, SlideGrid, plan_blocks, read_block, resize_patch
 from chimera_surv.readers.slide import open_slide, read_tissue_mask
 from chimera_surv.tiling import tissue_grid
 from test_slide_fixtures import corrupt_tile, make_slide
@@ -29,9 +28,7 @@ def _naive(wsi_path: Path, grid, index: int) -> np.ndarray:
     with open_slide(wsi_path) as wsi:
         x0, y0 = grid.coords[index]
         patch = wsi.read_region(int(x0), int(y0), grid.level, grid.read_size, grid.read_size)
-    if grid.read_size != grid.patch_size:
-        patch = np.asarray(Image.fromarray(patch).resize((grid.patch_size,) * 2, Image.BILINEAR))
-    return patch
+    return resize_patch(patch, grid.patch_size)
 
 
 @pytest.mark.parametrize("mpp", [0.25, 0.5, 0.6])
@@ -59,6 +56,9 @@ def test_blocks_cover_every_patch_once_with_several_patches_per_read(setup) -> N
     assert sorted(members) == list(range(100, 100 + len(grid)))
     assert len(blocks) < len(grid) / 4  # far fewer reads than patches
     assert max(b.width for b in blocks) <= 2048
+    # 224-px cells and 256-px tiles: blocks are 8 cells = 7 tiles, so no tile belongs to two blocks
+    assert all((b.lx // 1792) == ((b.lx + b.width - 1) // 1792) for b in blocks)
+    assert all((b.ly // 1792) == ((b.ly + b.height - 1) // 1792) for b in blocks)
 
 
 def test_batches_cover_the_grid_in_order(setup) -> None:
@@ -97,3 +97,12 @@ def test_corrupt_tile_skips_only_the_patches_on_it(setup, backend: str) -> None:
                if x < 2048 and x + 224 > 1792 and y < 768 and y + 224 > 512]
     assert sorted(skipped) == sorted(on_tile) and len(skipped) > 0
     assert sorted(read.tolist() + skipped) == list(range(len(grid)))
+
+
+def test_integer_reduction_is_a_box_filter_and_other_factors_resize() -> None:
+    patch = np.zeros((448, 448, 3), np.uint8)
+    patch[::2, ::2] = 200  # one bright pixel in every 2x2 box
+    reduced = resize_patch(patch, 224)
+    assert reduced.shape == (224, 224, 3) and np.all(reduced == 50)
+    assert resize_patch(patch[:269, :269], 224).shape == (224, 224, 3)
+    assert resize_patch(patch[:224, :224], 224) is not None

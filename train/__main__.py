@@ -1,4 +1,6 @@
-"""`python -m train CONFIG.yaml [--steps extract fit cv export report]`: reproduce a bundle from a cohort.
+"""`python -m train CONFIG.yaml [--steps extract fit cv export report audit]`: reproduce a bundle from a cohort.
+
+`python -m train STEP CONFIG.yaml` is short for `--steps STEP` (e.g. `python -m train audit CONFIG.yaml`).
 
 Every step is resumable: features are cached per patient, each CV split and each ensemble member is a file in the
 work folder keyed by the config hash, so a stopped run continues where it stopped and never re-extracts.
@@ -18,7 +20,7 @@ import numpy as np
 
 from train.config import config_hash, load_config, resolve_path
 
-STEPS = ("extract", "fit", "cv", "export", "report")  # `audit` (InterSHAP) is not wired yet
+STEPS = ("extract", "fit", "cv", "export", "report", "audit")
 MODALITY_ORDER = ("wsi", "mri", "clinical", "rna")
 log = logging.getLogger("train")
 
@@ -151,6 +153,13 @@ class Run:
         print(f"report: {path}")
         return path
 
+    def audit(self) -> Path:
+        from train.audit import run_member_audits
+
+        path = run_member_audits(self.context(), self.fit(), self.work / "report")
+        print(f"audit: {path}")
+        return path
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
@@ -158,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", nargs="+", choices=STEPS + ("all",), default=["all"])
     parser.add_argument("--out", type=Path, default=None, help="bundle folder (overrides the config's `out`)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (overrides `work_dir`)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] in STEPS and "--steps" not in argv:  # `python -m train audit CONFIG`
+        argv = argv[1:] + ["--steps", argv[0]]
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {}
     if args.out:

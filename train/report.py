@@ -3,7 +3,8 @@
 What it shows, and why: per-fold and pooled C-index (or AUC) with bootstrap CIs for every architecture on the SAME
 folds (clinical-only beside multimodal, since clinical-only models often won on the hidden test), the
 cohort-held-out rows beside CV (cohort shift shows here before the platform shows it), KM curves by predicted risk
-group, predicted months against KM, and the training curves that chose each early-stopping epoch.
+group, predicted months against KM, the training curves that chose each early-stopping epoch, and (after the
+`audit` step) the InterSHAP section: how much of each member's prediction is cross-modal interaction.
 """
 
 from __future__ import annotations
@@ -165,6 +166,31 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
                 "members": [{"name": m["name"], "best_epoch": m["best_epoch"]} for m in members]}
     summary["ensemble"] = ensemble
     summary["figures"] = _plots(ctx, cv, members, out)
-    (out / "report.json").write_text(json.dumps(summary, indent=1, default=float))
-    (out / "report.md").write_text(_markdown(summary, ensemble))
+    audit = out / "audit" / "summary.json"  # an earlier `audit` step of the same config: keep its section
+    if audit.is_file() and json.loads(audit.read_text()).get("config_hash") == ctx.config_hash:
+        summary["intershap_audit"] = json.loads(audit.read_text())
+    _write(out, summary)
     return out / "report.md"
+
+
+def _write(out: Path, summary: dict[str, Any]) -> None:
+    """report.md is rendered from report.json alone, so a later step can add a section and re-render."""
+    from train.audit import markdown as audit_markdown
+
+    text = _markdown(summary, summary["ensemble"])
+    if summary.get("intershap_audit"):
+        text += "\n" + audit_markdown(summary["intershap_audit"])
+    (out / "report.json").write_text(json.dumps(summary, indent=1, default=float))
+    (out / "report.md").write_text(text)
+
+
+def attach_audit(out: Path, audit: dict[str, Any]) -> bool:
+    """Add (or replace) the InterSHAP audit section of an existing report; False when no report exists yet
+    (the `report` step picks the audit up when it runs)."""
+    path = out / "report.json"
+    if not path.is_file():
+        return False
+    summary = json.loads(path.read_text())
+    summary["intershap_audit"] = audit
+    _write(out, summary)
+    return True

@@ -47,7 +47,7 @@ class EncoderSpec:
     weight_files: tuple[str, ...]  # accepted file names under <encoder_root>/<name>/, first found wins
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
-    input_size: int = 224
+    input_size: int = 224  # patches are resized to this; 0 = any size (fully convolutional + global pooling)
     precision: str = "fp16"  # autocast dtype on CUDA; CPU always runs fp32
     seeded: bool = False  # may be built from a fixed seed without a weight file (test encoder only)
     strip_prefixes: tuple[str, ...] = ("module.",)  # removed from checkpoint keys (DataParallel, wrappers)
@@ -97,7 +97,7 @@ class PatchEncoder(nn.Module):
         """uint8 (B, 3, H, W) → float32 (B, dim); bf16/fp16 autocast + channels_last on CUDA, fp32 on CPU."""
         device = self.mean.device
         x = patches.to(device, non_blocking=True).float().div_(255.0)
-        if x.shape[-1] != self.spec.input_size or x.shape[-2] != self.spec.input_size:
+        if self.spec.input_size and (x.shape[-1] != self.spec.input_size or x.shape[-2] != self.spec.input_size):
             x = nn.functional.interpolate(x, size=(self.spec.input_size,) * 2, mode="bilinear", antialias=True,
                                           align_corners=False)
         x = (x - self.mean) / self.std

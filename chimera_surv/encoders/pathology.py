@@ -118,7 +118,7 @@ class TinyConvNet(nn.Module):
 
 
 @register_encoder(EncoderSpec(
-    name="test-tiny", modality="pathology", dim=64, weight_files=("model.safetensors",), precision="fp32",
+    name="test-tiny", modality="pathology", dim=64, weight_files=("model.safetensors",), precision="fp32", input_size=0,
     seeded=True, t4_patches_per_s=5000.0, extra={"seed": 0},
     notes="tiny seeded conv net; load_encoder(..., weights='seeded') builds it without a file"))
 def build_test_tiny() -> PatchEncoder:

@@ -239,6 +239,8 @@ def unwrap_json_object(raw: Any, what: str) -> tuple[dict[str, Any] | None, list
             return None, [f"{what}: empty list"]
         if len(raw) > 1:
             issues.append(f"{what}: list of {len(raw)} elements, using the first")
+        else:
+            issues.append(f"{what}: object wrapped in a one-element list, unwrapped")
         raw = raw[0]
         if isinstance(raw, list) and len(raw) == 1:
             raw = raw[0]
@@ -269,6 +271,8 @@ def _parse_value(spec: FeatureSpec, raw: Any) -> tuple[Any, str | None]:
             return None, f"clinical '{spec.key}': not a number ({raw!r})"
         if spec.range is not None and not spec.range[0] <= number <= spec.range[1]:
             return None, f"clinical '{spec.key}': {number} outside {list(spec.range)}"
+        if isinstance(raw, str):
+            return number, f"clinical '{spec.key}': number given as text ({raw!r}), parsed"
         return number, None
     if spec.type == "ordinal":
         if token in spec.levels:

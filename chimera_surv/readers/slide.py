@@ -108,6 +108,13 @@ class WSI:
                 best = level
         return best
 
+    def tile_size(self, level: int) -> int:
+        """The TIFF tile width at `level` (0 when untiled or unknown)."""
+        try:
+            return int(self._handle.properties.get(f"openslide.level[{level}].tile-width", 0))
+        except (ValueError, AttributeError):
+            return 0
+
     def read_region(self, x0: int, y0: int, level: int, width: int, height: int) -> np.ndarray:
         """RGB uint8 (height, width, 3) at `level`, top-left at level-0 pixel (x0, y0). Raises SlideError."""
         import openslide

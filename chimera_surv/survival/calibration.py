@@ -113,8 +113,10 @@ class KMQuantile(Calibration):
         keep = s_knots > 0  # a curve that reaches 0 ends at its last positive knot
         self.km_t = [0.0] + _floats(t_knots[keep])
         self.km_s = [1.0] + _floats(s_knots[keep])
-        # Exponential tail beyond the last knot: the cohort's constant-hazard MLE.
+        # Exponential tail beyond the last knot: the cohort's constant-hazard MLE, compressed below a cap of
+        # 1.25 × the longest training follow-up so that no output claims decades nobody observed.
         self.tail_rate = float(max(events.sum(), 1) / max(times.sum(), 1e-12))
+        self.tail_cap = float(max(1.25 * times.max(), self.km_t[-1] + 1.0))
         return self
 
     def _log_u(self, r: np.ndarray) -> np.ndarray:
@@ -138,13 +140,15 @@ class KMQuantile(Calibration):
         inside = log_s >= math.log(s_min)
         t = np.empty_like(r)
         t[inside] = np.interp(np.exp(log_s[inside]), ks[::-1], kt[::-1])
-        t[~inside] = kt[-1] + (math.log(s_min) - log_s[~inside]) / self.tail_rate
+        extra = (math.log(s_min) - log_s[~inside]) / self.tail_rate
+        span = self.tail_cap - kt[-1]
+        t[~inside] = kt[-1] + span * extra / (extra + span)  # strictly increasing in `extra`, below the cap
         tie_break = self.tie_eps * (0.5 - np.arctan(r) / math.pi)  # in (0, eps), strictly decreasing
         return np.maximum(t, 0.0) + tie_break
 
     def state(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in
-                ("tie_eps", "risk_knots", "u_knots", "scale", "km_t", "km_s", "tail_rate")}
+                ("tie_eps", "risk_knots", "u_knots", "scale", "km_t", "km_s", "tail_rate", "tail_cap")}
 
 
 @CALIBRATIONS.register("km_stepwise_seed002")
