@@ -30,7 +30,7 @@ cases: setup
 
 # Train small bundles on synthetic cohorts, then run inference.py on held-out synthetic cases.
 demo: setup
-	$(PYTHON) -m train.demo --model model --cases test/input
+	$(PYTHON) -m train.demo --out model --cases runs/demo/cases --sample-cases test/input
 
 bench: setup
 	$(PYTHON) benchmarks/wsi_throughput.py

@@ -30,17 +30,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-from chimera_surv.case import SlideInput  # noqa: E402
-from chimera_surv.encoders import ENCODERS, load_encoder  # noqa: E402
-from chimera_surv.features import FeatureRecipe, extract_case_bag  # noqa: E402
-from chimera_surv.patches import PatchBatches, SlideGrid, plan_blocks  # noqa: E402
-from chimera_surv.readers.slide import open_slide, read_tissue_mask  # noqa: E402
-from chimera_surv.tiling import stratified_cap, tissue_grid  # noqa: E402
-from chimera_surv.writers import write_mask, write_wsi  # noqa: E402
+from chimera_surv.case import SlideInput
+from chimera_surv.encoders import ENCODERS, load_encoder
+from chimera_surv.features import FeatureRecipe, extract_case_bag
+from chimera_surv.patches import PatchBatches, SlideGrid, plan_blocks
+from chimera_surv.readers.slide import open_slide, read_tissue_mask
+from chimera_surv.tiling import stratified_cap, tissue_grid
+from chimera_surv.writers import write_mask, write_wsi
 
 # Peak dense bf16/fp16 tensor throughput (anchors.md §2.1), for MFU.
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "A10G": 125.0, "T4": 65.0}

@@ -22,10 +22,22 @@ import torch
 from chimera_surv.case import SlideInput
 from chimera_surv.encoders import get_spec, load_encoder
 from chimera_surv.patches import PatchBatches, SlideGrid, plan_blocks
-from chimera_surv.readers.slide import (DEFAULT_ASSUMED_MPP, SlideError, TissueMask, estimate_tissue_mask,
-                                        open_slide, read_tissue_mask)
-from chimera_surv.tiling import (DEFAULT_TIME_BUDGET_S, PatchGrid, patch_budget, split_budget, stratified_cap,
-                                 tissue_grid)
+from chimera_surv.readers.slide import (
+    DEFAULT_ASSUMED_MPP,
+    SlideError,
+    TissueMask,
+    estimate_tissue_mask,
+    open_slide,
+    read_tissue_mask,
+)
+from chimera_surv.tiling import (
+    DEFAULT_TIME_BUDGET_S,
+    PatchGrid,
+    patch_budget,
+    split_budget,
+    stratified_cap,
+    tissue_grid,
+)
 
 log = logging.getLogger(__name__)
 

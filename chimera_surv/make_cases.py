@@ -18,10 +18,11 @@ import sys
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chimera_surv import synthetic
 from chimera_surv.synthetic import CohortOptions, SyntheticPatient
@@ -31,9 +32,10 @@ UUID_NAMESPACE = uuid.UUID("6b1f3c2e-9d4a-4e8b-a7c1-3f5e2d9c8b70")  # fixed: ima
 STREAM_FIRST_ID = {"training": 1, "test": 901}  # grand-challenge cases never reuse a training id
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Socket records (chimera-spec.md §1.1-1.4)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Socket:
@@ -71,41 +73,63 @@ def _value(slug: str, path: str, title: str) -> Socket:
 MRI_SOCKETS = {
     "t2w": _image("axial-t2-prostate-mri", "axial-t2-prostate-mri", "Axial T2 Prostate MRI"),
     "adc": _image("axial-adc-prostate-mri", "axial-adc-prostate-mri", "Axial ADC Prostate MRI"),
-    "hbv": _image("transverse-hbv-prostate-mri", "transverse-hbv-prostate-mri", "Transverse HBV Prostate MRI"),
-    "mask": _image("prostate-tissue-mask-for-axial-t2-prostate-mri",
-                   "prostate-tissue-mask-for-axial-t2-prostate-mri", "Prostate Tissue Mask for Axial T2 Prostate MRI"),
+    "hbv": _image(
+        "transverse-hbv-prostate-mri", "transverse-hbv-prostate-mri", "Transverse HBV Prostate MRI"
+    ),
+    "mask": _image(
+        "prostate-tissue-mask-for-axial-t2-prostate-mri",
+        "prostate-tissue-mask-for-axial-t2-prostate-mri",
+        "Prostate Tissue Mask for Axial T2 Prostate MRI",
+    ),
 }
-PROSTATE_CLINICAL = _value("chimera-clinical-data-of-prostate-cancer-patients",
-                           "chimera-clinical-data-of-prostate-cancer-patients.json",
-                           "CHIMERA Clinical Data of Prostate Cancer Patients")
-BLADDER_WSI = _image("bladder-cancer-tissue-biopsy-whole-slide-image", "bladder-cancer-tissue-biopsy-wsi",
-                     "Bladder Cancer Tissue Biopsy Whole Slide Image")
+PROSTATE_CLINICAL = _value(
+    "chimera-clinical-data-of-prostate-cancer-patients",
+    "chimera-clinical-data-of-prostate-cancer-patients.json",
+    "CHIMERA Clinical Data of Prostate Cancer Patients",
+)
+BLADDER_WSI = _image(
+    "bladder-cancer-tissue-biopsy-whole-slide-image",
+    "bladder-cancer-tissue-biopsy-wsi",
+    "Bladder Cancer Tissue Biopsy Whole Slide Image",
+)
 BLADDER_MASK = _image("tissue-mask", "tissue-mask", "Tissue Mask")
-BRS_CLINICAL = _value("chimera-clinical-data-of-bladder-cancer-patients",
-                      "chimera-clinical-data-of-bladder-cancer-patients.json",
-                      "CHIMERA Clinical Data of Bladder Cancer Patients")
-RECURRENCE_CLINICAL = _value("chimera-clinical-data-of-bladder-cancer-recurrence",
-                             "chimera-clinical-data-of-bladder-cancer-recurrence-patients.json",
-                             "CHIMERA Clinical Data of Bladder Cancer Recurrence")
+BRS_CLINICAL = _value(
+    "chimera-clinical-data-of-bladder-cancer-patients",
+    "chimera-clinical-data-of-bladder-cancer-patients.json",
+    "CHIMERA Clinical Data of Bladder Cancer Patients",
+)
+RECURRENCE_CLINICAL = _value(
+    "chimera-clinical-data-of-bladder-cancer-recurrence",
+    "chimera-clinical-data-of-bladder-cancer-recurrence-patients.json",
+    "CHIMERA Clinical Data of Bladder Cancer Recurrence",
+)
 RNA = _value("bulk-rna-seq-bladder-cancer", "bulk-rna-seq-bladder-cancer.json", "Bulk RNA-seq Bladder Cancer")
 
 
 def prostate_slide_sockets(index: int) -> tuple[Socket, Socket]:
-    """(WSI, mask) sockets of Task 1 slide `index` (0 = the base pair; k ≥ 1 = `...-image-k` / `...-image-k-2`)."""
+    """(WSI, mask) sockets of Task 1 slide `index`: 0 = the base pair, k ≥ 1 = `...-image-k` (+ `-2`)."""
     if index == 0:
-        return (_image("prostatectomy-tissue-whole-slide-image", "prostatectomy-wsi",
-                       "Prostatectomy Tissue Whole Slide Image"),
-                _image("prostatectomy-tissue-mask", "prostatectomy-tissue-mask", "Prostatectomy Tissue Mask"))
+        return (
+            _image(
+                "prostatectomy-tissue-whole-slide-image",
+                "prostatectomy-wsi",
+                "Prostatectomy Tissue Whole Slide Image",
+            ),
+            _image("prostatectomy-tissue-mask", "prostatectomy-tissue-mask", "Prostatectomy Tissue Mask"),
+        )
     if not 1 <= index <= 9:
         raise ValueError(f"Task 1 interfaces carry at most 10 slides, got index {index}")
     slug = f"prostatectomy-tissue-whole-slide-image-{index}"
-    return (_image(slug, f"prostatectomy-wsi-z-{index}", f"Prostatectomy Tissue Whole Slide Image {index}"),
-            _image(f"{slug}-2", f"prostatectomy-tissue-mask-wsi-{index}", f"Prostatectomy Tissue Mask {index}"))
+    return (
+        _image(slug, f"prostatectomy-wsi-z-{index}", f"Prostatectomy Tissue Whole Slide Image {index}"),
+        _image(f"{slug}-2", f"prostatectomy-tissue-mask-wsi-{index}", f"Prostatectomy Tissue Mask {index}"),
+    )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # File names shared by both layouts (the training names; GC keeps the uploaded name in `image.name`)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 def slide_names(patient: SyntheticPatient, index: int) -> tuple[str, str]:
     if patient.task == 1:
@@ -131,11 +155,14 @@ def _write_mri(patient: SyntheticPatient, path_for: Callable[[str], Path]) -> No
         write_mha(path_for(sequence), volume.array, volume.spacing, volume.origin)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Writer (a): grand-challenge input layout
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
-def _element(case_key: str, socket: Socket, *, image_name: str | None = None, value: Any = None) -> dict[str, Any]:
+
+def _element(
+    case_key: str, socket: Socket, *, image_name: str | None = None, value: Any = None
+) -> dict[str, Any]:
     ident = uuid.uuid5(UUID_NAMESPACE, f"{case_key}/{socket.slug}")
     record = socket.record()
     return {
@@ -194,9 +221,9 @@ def write_gc_case(patient: SyntheticPatient, out_dir: Path | str, seed: int = 0)
     return case_dir
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Writer (b): CHIMERA training layout
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 TRAINING_ENTRIES = ("clinical_data", "pathology", "radiology", "data", "labels.csv")
 
@@ -246,8 +273,9 @@ def write_labels_csv(patients: list[SyntheticPatient], path: Path | str) -> Path
     return path
 
 
-def write_training_cohort(patients: list[SyntheticPatient], root: Path | str, workers: int = 1,
-                          overwrite: bool = False) -> Path:
+def write_training_cohort(
+    patients: list[SyntheticPatient], root: Path | str, workers: int = 1, overwrite: bool = False
+) -> Path:
     """A whole cohort plus labels.csv. With `overwrite`, earlier generated entries of the root are removed
     first (only the layout's own folders), so a smaller cohort never leaves stale patients behind."""
     root = Path(root)
@@ -262,12 +290,15 @@ def write_training_cohort(patients: list[SyntheticPatient], root: Path | str, wo
     return root
 
 
-def write_gc_cases(patients: list[SyntheticPatient], out_dir: Path | str, seed: int = 0,
-                   workers: int = 1) -> list[Path]:
+def write_gc_cases(
+    patients: list[SyntheticPatient], out_dir: Path | str, seed: int = 0, workers: int = 1
+) -> list[Path]:
     return _run_parallel(lambda p: write_gc_case(p, out_dir, seed), patients, workers)
 
 
-def _run_parallel(job: Callable[[SyntheticPatient], Any], patients: list[SyntheticPatient], workers: int) -> list[Any]:
+def _run_parallel(
+    job: Callable[[SyntheticPatient], Any], patients: list[SyntheticPatient], workers: int
+) -> list[Any]:
     """Threads suffice: pyvips, the JPEG encoder and most numpy work release the GIL. Output does not depend
     on `workers` because every patient renders from its own seed."""
     if workers <= 1:
@@ -276,9 +307,10 @@ def _run_parallel(job: Callable[[SyntheticPatient], Any], patients: list[Synthet
         return list(pool.map(job, patients))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # CLI
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 def _size(text: str) -> tuple[int, int]:
     width, _, height = text.lower().partition("x")
@@ -286,21 +318,36 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m chimera_surv.make_cases", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layout", choices=["gc", "training"], required=True,
-                        help="gc: one grand-challenge job folder per case; training: the organisers' cohort layout")
+    parser = argparse.ArgumentParser(
+        prog="python -m chimera_surv.make_cases", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--layout",
+        choices=["gc", "training"],
+        required=True,
+        help="gc: one grand-challenge job folder per case; training: the organisers' cohort layout",
+    )
     parser.add_argument("--task", type=int, nargs="+", choices=list(synthetic.TASK_IDS), required=True)
     parser.add_argument("--n", type=int, default=2, help="patients per task")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--slides", type=int, nargs="+", default=None,
-                        help="Task 1 slides per case, cycled (gc default: 1 2 3, and at least one case each; "
-                             "training default: 1-3 at random)")
+    parser.add_argument(
+        "--slides",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Task 1 slides per case, cycled (gc default: 1 2 3, and at least one case each; "
+        "training default: 1-3 at random)",
+    )
     parser.add_argument("--wsi-size", type=_size, default=(3072, 2048), help="level-0 WIDTHxHEIGHT")
     parser.add_argument("--mpp", type=float, default=0.25, help="level-0 µm/px of the slides")
     parser.add_argument("--mask-mpp", type=float, default=4.0, help="µm/px of the tissue masks")
-    parser.add_argument("--genes", type=int, default=None,
-                        help="Task 3 RNA panel size (default: all 19,359 genes; the z-module is always kept)")
+    parser.add_argument(
+        "--genes",
+        type=int,
+        default=None,
+        help="Task 3 RNA panel size (default: all 19,359 genes; the z-module is always kept)",
+    )
     parser.add_argument("--no-images", action="store_true", help="training layout without slides or MRI")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--overwrite", action="store_true", help="training: replace an existing cohort")
@@ -318,9 +365,16 @@ def main(argv: list[str] | None = None) -> int:
     for task in args.task:
         slides = tuple(args.slides) if args.slides else ((1, 2, 3) if args.layout == "gc" else None)
         n = max(args.n, len(slides)) if (task == 1 and args.layout == "gc" and slides) else args.n
-        options = CohortOptions(wsi_size=args.wsi_size, mpp=args.mpp, mask_mpp=args.mask_mpp,
-                                slides_per_case=slides, genes=genes, with_images=not args.no_images,
-                                stream=stream, first_id=STREAM_FIRST_ID[stream])
+        options = CohortOptions(
+            wsi_size=args.wsi_size,
+            mpp=args.mpp,
+            mask_mpp=args.mask_mpp,
+            slides_per_case=slides,
+            genes=genes,
+            with_images=not args.no_images,
+            stream=stream,
+            first_id=STREAM_FIRST_ID[stream],
+        )
         patients = synthetic.make_cohort(task, n, args.seed, options)
         if args.layout == "gc":
             write_gc_cases(patients, args.out, args.seed, args.workers)
@@ -335,10 +389,11 @@ def main(argv: list[str] | None = None) -> int:
 def _oracle_line(patients: list[SyntheticPatient]) -> str:
     try:
         if patients[0].task == 2:
-            return f"BRS3 {sum(p.brs3 or 0 for p in patients)}/{len(patients)}, oracle AUC {synthetic.oracle_auc(patients):.3f}"
+            positives = sum(p.brs3 or 0 for p in patients)
+            return f"BRS3 {positives}/{len(patients)}, oracle AUC {synthetic.oracle_auc(patients):.3f}"
         events = sum(p.event or 0 for p in patients)
         return f"events {events}/{len(patients)}, oracle C {synthetic.oracle_c_index(patients):.3f}"
-    except Exception as error:  # too few cases for a metric is normal for a demo sample
+    except ValueError as error:  # too few cases for a metric is normal for a demo sample
         return f"oracle n/a ({type(error).__name__})"
 
 

@@ -22,7 +22,7 @@ MEASUREMENT_NAMES = [
     "t2_in_out_ratio", "t2_cv", "t2_p10_ratio",
     "hbv_in_out_ratio", "hbv_p95_ratio",
 ]
-__all__ = ["MEASUREMENT_NAMES", "MissingModality", "mri_features", "measurements"]
+__all__ = ["MEASUREMENT_NAMES", "MissingModality", "measurements", "mri_features"]
 
 
 def _adc_in_micro(values: np.ndarray) -> np.ndarray:

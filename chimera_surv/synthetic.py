@@ -1,14 +1,14 @@
 """Synthetic CHIMERA patients: one latent risk per patient shapes every modality it carries.
 
-Why: no real CHIMERA data may ship with the project, yet the container, the training code and the demo need
-cases that look like the real ones (file formats, clinical key/value conventions, time and censoring) and carry
-a known signal, so a trained model can be compared with an oracle. This module is the in-memory model: patients,
-their outcomes, their clinical/RNA values, and pure-numpy renderers for their slides and MRI volumes. Writing
-the two on-disk layouts lives in `make_cases.py`.
+Why: no real CHIMERA data may ship with the project, yet the container, the training code and the demo
+need cases that look like the real ones (file formats, clinical key/value conventions, time and censoring)
+and carry a known signal, so a trained model can be compared with an oracle. This module is the in-memory
+model: patients, their outcomes, their clinical/RNA values, and pure-numpy renderers for their slides and
+MRI volumes. Writing the two on-disk layouts lives in `make_cases.py`.
 
-Two seeds: the *world* (gene baselines, the z-driven gene module, cohort batch offsets, the time model) is fixed,
-so cohorts drawn with different seeds share the same biology and a model trained on one transfers to another;
-the *cohort seed* draws the patients. Patient i depends only on (task, seed, i), never on n.
+Two seeds: the *world* (gene baselines, the z-driven gene module, cohort batch offsets, the time model) is
+fixed, so cohorts drawn with different seeds share the same biology and a model trained on one transfers to
+another; the *cohort seed* draws the patients. Patient i depends only on (stream, task, seed, i), never on n.
 See docs/synthetic.md for the generative model and how the time model was fitted.
 """
 
@@ -19,7 +19,7 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,10 @@ def _gene_uniforms(genes: list[str], salt: str = "") -> np.ndarray:
     return ((words >> np.uint64(11)).astype(np.float64) + 0.5) / float(2**53)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Reference data (read from ../shared/reference, never copied into the project)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 def load_censoring_times(csv_path: Path | None = None) -> np.ndarray:
     """Censored follow-up times (months) of the 176 real Task 3 patients; a parametric stand-in if absent.
@@ -83,8 +84,11 @@ def load_censoring_times(csv_path: Path | None = None) -> np.ndarray:
 
 def load_gene_order(path: Path | None = None) -> list[str]:
     """The 19,359 CHIMERA RNA gene symbols (project resources first, then the shared reference copy)."""
-    candidates = [Path(path)] if path else [PROJECT_ROOT / "resources" / "gene_order.json",
-                                             REFERENCE_DIR / "gene_order.json"]
+    candidates = (
+        [Path(path)]
+        if path
+        else [PROJECT_ROOT / "resources" / "gene_order.json", REFERENCE_DIR / "gene_order.json"]
+    )
     for candidate in candidates:
         if candidate.exists():
             genes = json.loads(candidate.read_text())
@@ -93,19 +97,20 @@ def load_gene_order(path: Path | None = None) -> list[str]:
     raise FileNotFoundError(f"no gene order found in {[str(c) for c in candidates]}")
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Time model: mixture cure model, fitted to bladder-rec.csv (see docs/synthetic.md)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TimeModel:
     """P(susceptible | z) = sigmoid(a + b z); susceptible event time = shift + LogNormal(mu - c z, s);
     censoring = an empirical censored time of the real cohort (jittered, scaled by `censor_scale`).
 
-    The cure fraction reproduces the real Kaplan-Meier plateau (S ≈ 0.57); parameters were fitted by simulation
-    (20,000 draws, Nelder-Mead) to the real event rate 36%, event-time quartiles 9.75/14/41 and censored median 91,
-    then `a`, `mu`, `censor_scale` hand-tuned on 24,000 draws (36% events, medians 14 and 90). The real event
-    times have a longer tail (upper quartile 41 vs ~27 here); oracle C ≈ 0.77.
+    The cure fraction reproduces the real Kaplan-Meier plateau (S ≈ 0.57); parameters were fitted by
+    simulation (20,000 draws, Nelder-Mead) to the real event rate 36%, event-time quartiles 9.75/14/41 and
+    censored median 91, then `a`, `mu`, `censor_scale` hand-tuned on 24,000 draws (36% events, medians 14
+    and 90). The real event times have a longer tail (upper quartile 41 vs ~27 here); oracle C ≈ 0.77.
     """
 
     a: float = -0.55
@@ -131,9 +136,10 @@ class TimeModel:
 TIME_MODEL = TimeModel()
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Image parameters
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SlideParams:
@@ -160,7 +166,9 @@ class SlideParams:
             if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
                 raise ValueError(f"{name}={target} must be an integer multiple of mpp={self.mpp}")
             if self.width % round(ratio) or self.height % round(ratio):
-                raise ValueError(f"slide {self.width}x{self.height} not divisible by the {name} factor {ratio}")
+                raise ValueError(
+                    f"slide {self.width}x{self.height} not divisible by the {name} factor {ratio}"
+                )
 
 
 @dataclass(frozen=True)
@@ -179,9 +187,10 @@ class MRIParams:
     dwi_spacing: tuple[float, float, float] = (2.0, 2.0, 3.0)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # The patient
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class SyntheticPatient:
@@ -201,14 +210,20 @@ class SyntheticPatient:
     time: float | None = None
     event: int | None = None
     brs3: int | None = None
+    modality_views: dict[str, float] = field(default_factory=dict)  # each modality's noisy view of z
 
     def training_clinical(self) -> dict[str, Any]:
         return {**self.clinical, **self.labels}
 
     def expected(self) -> dict[str, Any]:
         """What the demo compares predictions with (never read by inference)."""
-        out: dict[str, Any] = {"case_id": self.case_id, "task": self.task, "cohort": self.cohort,
-                               "latent_risk": round(self.latent_risk, 6)}
+        out: dict[str, Any] = {
+            "case_id": self.case_id,
+            "task": self.task,
+            "cohort": self.cohort,
+            "latent_risk": round(self.latent_risk, 6),
+            "modality_views": {k: round(v, 6) for k, v in self.modality_views.items()},
+        }
         if self.task == 2:
             out["brs3"] = self.brs3
         else:
@@ -217,9 +232,10 @@ class SyntheticPatient:
         return out
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Clinical variables
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 def _noisy(z: float, rng: np.random.Generator, weight: float) -> float:
     """A unit-variance variable correlated `weight` with z: how much of the signal a variable carries."""
@@ -240,7 +256,13 @@ def _binary_str(rng: np.random.Generator, p: float, missing: float = 0.0, missin
     return "1" if rng.random() < p else "0"
 
 
-GLEASON_BY_ISUP = {1: [(3, 3)], 2: [(3, 4)], 3: [(4, 3)], 4: [(4, 4), (3, 5), (5, 3)], 5: [(4, 5), (5, 4), (5, 5)]}
+GLEASON_BY_ISUP = {
+    1: [(3, 3)],
+    2: [(3, 4)],
+    3: [(4, 3)],
+    4: [(4, 4), (3, 5), (5, 3)],
+    5: [(4, 5), (5, 4), (5, 5)],
+}
 
 
 def task1_clinical(z: float, rng: np.random.Generator) -> dict[str, Any]:
@@ -285,15 +307,20 @@ def task1_clinical(z: float, rng: np.random.Generator) -> dict[str, Any]:
     if lvi != "x" and rng.random() < 0.15:
         lvi = f"{lvi}.0"  # "sometimes a float string" (DIAG)
     record["lymphovascular_invasion"] = lvi
-    record["earlier_therapy"] = str(rng.choice(["none", "unknown", "hormones", "radiotherapy",
-                                                "radiotherapy+hormones", "cryotherapy"],
-                                               p=[0.84, 0.08, 0.04, 0.02, 0.01, 0.01]))
+    record["earlier_therapy"] = str(
+        rng.choice(
+            ["none", "unknown", "hormones", "radiotherapy", "radiotherapy+hormones", "cryotherapy"],
+            p=[0.84, 0.08, 0.04, 0.02, 0.01, 0.01],
+        )
+    )
     return record
 
 
 def task1_labels(time: float, event: int, rng: np.random.Generator) -> dict[str, Any]:
     """BCR as "0.0"/"1.0", follow-up in float months, and the leaking BCR_PSA (≥ 0.1 exactly at BCR)."""
-    bcr_psa = round(float(0.1 + rng.lognormal(-1.8, 0.8)), 2) if event else round(float(rng.uniform(0, 0.08)), 2)
+    bcr_psa = (
+        round(float(0.1 + rng.lognormal(-1.8, 0.8)), 2) if event else round(float(rng.uniform(0, 0.08)), 2)
+    )
     return {"BCR": "1.0" if event else "0.0", "time_to_follow-up/BCR": round(time, 1), "BCR_PSA": bcr_psa}
 
 
@@ -307,9 +334,7 @@ def bladder_clinical(z: float, rng: np.random.Generator, task: int) -> dict[str,
         stage = "T1HG" if rng.random() < _sigmoid(0.4 + 1.0 * stage_latent) else "TaHG"
     else:
         stage = ["TaHG", "T1HG", "T2HG", "T3HG"][_ordinal(stage_latent, [0.32, 0.92, 0.98])]
-    if stage == "TaHG":
-        substage = "-1"
-    elif rng.random() < 0.1:
+    if stage == "TaHG" or rng.random() < 0.1:
         substage = "-1"
     else:
         substage = "T1m" if rng.random() < _sigmoid(-0.6 + 1.0 * z) else "T1e"
@@ -329,8 +354,9 @@ def bladder_clinical(z: float, rng: np.random.Generator, task: int) -> dict[str,
         "LVI": "-1" if lvi_missing else ("Yes" if lvi_yes else "No"),
         "variant": variant,
         "EORTC": "-1" if (not t3 and rng.random() < 0.05) else ("Highest risk" if highest else "High risk"),
-        "no_instillations": -1 if rng.random() < 0.05 else
-        int(np.clip(round(19 - 2.0 * z + 9.0 * rng.standard_normal()), 1, 45)),
+        "no_instillations": -1
+        if rng.random() < 0.05
+        else int(np.clip(round(19 - 2.0 * z + 9.0 * rng.standard_normal()), 1, 45)),
     }
     if t3:
         brs3 = rng.random() < _sigmoid(-1.1 + 0.8 * z)
@@ -338,7 +364,7 @@ def bladder_clinical(z: float, rng: np.random.Generator, task: int) -> dict[str,
     return record
 
 
-@lru_cache(maxsize=None)
+@cache
 def brs3_intercept(slope: float = 2.0, prevalence: float = BRS3_PREVALENCE) -> float:
     """Intercept a with E_z[sigmoid(a + slope z)] = prevalence for z ~ N(0, 1) (Gauss-Hermite, bisection)."""
     nodes, weights = np.polynomial.hermite_e.hermegauss(64)
@@ -351,9 +377,9 @@ def brs3_intercept(slope: float = 2.0, prevalence: float = BRS3_PREVALENCE) -> f
     return (lo + hi) / 2
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # RNA
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 MODULE_SIZE = 50
 N_PROGRAMS = 6  # nuisance co-expression programs, so the data has structure besides z
@@ -393,14 +419,18 @@ class RNAWorld:
         """One patient's expression: log-normal around the gene mean, the module shifted by z, zeros for low
         expression, a batch offset in cohort B. Values rounded to 3 decimals like exported tables."""
         programs = rng.standard_normal(N_PROGRAMS)
-        log_expr = (self.log_mean + self.module_loading * z + programs @ self.program_loading
-                    + 0.45 * rng.standard_normal(len(self.genes)))
+        log_expr = (
+            self.log_mean
+            + self.module_loading * z
+            + programs @ self.program_loading
+            + 0.45 * rng.standard_normal(len(self.genes))
+        )
         if cohort == "B":
             log_expr = log_expr + self.batch_offset_b
         values = np.exp(log_expr)
         zero = rng.random(len(self.genes)) < np.exp(-values * (0.5 + self.dropout_scale))
         values = np.where(zero, 0.0, np.round(values, 3))
-        return {g: float(v) for g, v in zip(self.genes, values)}
+        return {g: float(v) for g, v in zip(self.genes, values, strict=True)}
 
 
 @lru_cache(maxsize=1)
@@ -409,7 +439,7 @@ def module_genes() -> tuple[str, ...]:
     try:
         full = load_gene_order()
     except FileNotFoundError:
-        return tuple()
+        return ()
     ranked = sorted(full, key=lambda g: _stable_hash(f"{WORLD_SEED}:module:{g}"))
     return tuple(sorted(ranked[:MODULE_SIZE]))
 
@@ -432,27 +462,40 @@ def _rna_world(genes: tuple[str, ...]) -> RNAWorld:
     return RNAWorld.build(list(genes))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Image parameters from z
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
-COHORT_STAIN = {"": (0.0, 0.0, 0.0), "A": (0.0, 0.0, 0.0), "B": (0.06, -0.04, 0.05)}
+COHORT_STAIN = {"": (0.0, 0.0, 0.0), "A": (0.0, 0.0, 0.0), "B": (0.04, -0.02, 0.03)}  # OD offsets
 
 
-def slide_params(z: float, rng: np.random.Generator, seed: int, cohort: str, kind: str,
-                 size: tuple[int, int], mpp: float, mask_mpp: float) -> SlideParams:
+def slide_params(
+    z: float,
+    rng: np.random.Generator,
+    seed: int,
+    cohort: str,
+    kind: str,
+    size: tuple[int, int],
+    mpp: float,
+    mask_mpp: float,
+) -> SlideParams:
     """Nuclear density/size and stain intensity rise with z; gland lumens shrink (less differentiation)."""
-    zs = z + 0.3 * rng.standard_normal()  # slide-level heterogeneity
+    zs = z + 0.25 * rng.standard_normal()  # slide-level heterogeneity on top of the patient's WSI view
     jitter = tuple(float(x) for x in 0.02 * rng.standard_normal(3))
     return SlideParams(
-        seed=seed, width=size[0], height=size[1], mpp=mpp, mask_mpp=mask_mpp, kind=kind,
+        seed=seed,
+        width=size[0],
+        height=size[1],
+        mpp=mpp,
+        mask_mpp=mask_mpp,
+        kind=kind,
         nuclear_density=float(4.0 * math.exp(0.35 * zs)),
         nuclear_radius_um=float(3.0 * math.exp(0.08 * zs)),
         large_nuclei_fraction=float(_sigmoid(-1.5 + 0.8 * zs)),
         hematoxylin=float(1.0 + 0.15 * zs),
         stroma_hematoxylin=float(max(0.0, 0.10 + 0.04 * zs)),
         lumen_fraction=float(0.25 * _sigmoid(-1.0 * zs)),
-        stain_shift=tuple(a + b for a, b in zip(COHORT_STAIN[cohort], jitter)),  # type: ignore[arg-type]
+        stain_shift=tuple(a + b for a, b in zip(COHORT_STAIN[cohort], jitter, strict=True)),  # type: ignore[arg-type]
     )
 
 
@@ -468,9 +511,10 @@ def mri_params(z: float, rng: np.random.Generator, seed: int) -> MRIParams:
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Cohorts
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CohortOptions:
@@ -487,6 +531,7 @@ class CohortOptions:
     with_rna: bool = True
     first_id: int = 1
     stream: str = "training"  # "training" or "test": the same seed draws different patients per stream
+    modality_signal: float = 0.75  # correlation of each image/RNA modality's view of z with z itself
 
     def stream_key(self) -> int:
         return _stable_hash(f"stream:{self.stream}") % 2**31
@@ -516,16 +561,29 @@ def make_cohort(task: int, n: int, seed: int, options: CohortOptions | None = No
         rng = _rng(*key, index)
         cohort = "" if task == 1 else ("B" if rng.random() < b_fraction else "A")
         counters[cohort] += 1
-        patients.append(_make_patient(key, index, _case_id(task, cohort, counters[cohort]), cohort, rng,
-                                      censoring, genes, options))
+        patients.append(
+            _make_patient(
+                key, index, _case_id(task, cohort, counters[cohort]), cohort, rng, censoring, genes, options
+            )
+        )
     return patients
 
 
-def _make_patient(key: tuple[int, ...], index: int, case_id: str, cohort: str, rng: np.random.Generator,
-                  censoring: np.ndarray, genes: tuple[str, ...] | None, options: CohortOptions) -> SyntheticPatient:
+def _make_patient(
+    key: tuple[int, ...],
+    index: int,
+    case_id: str,
+    cohort: str,
+    rng: np.random.Generator,
+    censoring: np.ndarray,
+    genes: tuple[str, ...] | None,
+    options: CohortOptions,
+) -> SyntheticPatient:
     task = key[-1]
     z = float(rng.standard_normal())
-    patient = SyntheticPatient(case_id=case_id, task=task, cohort=cohort, latent_risk=z, clinical={}, labels={})
+    patient = SyntheticPatient(
+        case_id=case_id, task=task, cohort=cohort, latent_risk=z, clinical={}, labels={}
+    )
     # Independent sub-streams, so e.g. changing the RNA panel never changes a patient's clinical record.
     outcome_rng, clinical_rng, rna_rng, image_rng = (_rng(*key, index, k) for k in range(4))
     if task == 2:
@@ -543,15 +601,25 @@ def _make_patient(key: tuple[int, ...], index: int, case_id: str, cohort: str, r
             patient.time, patient.event = float(max(1, round(time))), event
             patient.clinical = bladder_clinical(z, clinical_rng, task)
             patient.labels = {"progression": event, "Time_to_prog_or_FUend": int(patient.time)}
+    # Each modality sees its own noisy view of z, so no single one is an oracle and fusion can help.
+    view_rng = _rng(*key, index, 4)
+    views = {m: _noisy(z, view_rng, options.modality_signal) for m in ("wsi", "rna", "mri")}
+    patient.modality_views = {m: views[m] for m in {1: ("wsi", "mri"), 2: ("wsi",), 3: ("wsi", "rna")}[task]}
     if genes is not None:
-        patient.rna = _rna_world(genes).sample(z, cohort, rna_rng)
+        patient.rna = _rna_world(genes).sample(views["rna"], cohort, rna_rng)
     if options.with_images:
-        _add_image_params(patient, options, image_rng, key, index)
+        _add_image_params(patient, options, image_rng, key, index, views)
     return patient
 
 
-def _add_image_params(patient: SyntheticPatient, options: CohortOptions, rng: np.random.Generator,
-                      key: tuple[int, ...], index: int) -> None:
+def _add_image_params(
+    patient: SyntheticPatient,
+    options: CohortOptions,
+    rng: np.random.Generator,
+    key: tuple[int, ...],
+    index: int,
+    views: dict[str, float],
+) -> None:
     if patient.task == 1:
         cycle = options.slides_per_case
         count = cycle[index % len(cycle)] if cycle else int(rng.integers(1, 4))
@@ -559,18 +627,26 @@ def _add_image_params(patient: SyntheticPatient, options: CohortOptions, rng: np
     else:
         count, kind = 1, "biopsy"
     patient.slides = [
-        slide_params(patient.latent_risk, rng, int(_rng(*key, index, 10 + k).integers(2**31)),
-                     patient.cohort, kind, options.wsi_size, options.mpp, options.mask_mpp)
+        slide_params(
+            views["wsi"],
+            rng,
+            int(_rng(*key, index, 10 + k).integers(2**31)),
+            patient.cohort,
+            kind,
+            options.wsi_size,
+            options.mpp,
+            options.mask_mpp,
+        )
         for k in range(count)
     ]
     if patient.task == 1:
-        patient.mri = mri_params(patient.latent_risk, rng,
-                                 int(_rng(*key, index, 99).integers(2**31)))
+        patient.mri = mri_params(views["mri"], rng, int(_rng(*key, index, 99).integers(2**31)))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Oracles
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 def oracle_c_index(patients: list[SyntheticPatient]) -> float:
     """Harrell's C of the latent risk on the generated (time, event): the ceiling a model could reach,
@@ -597,9 +673,9 @@ def oracle_auc(patients: list[SyntheticPatient]) -> float:
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Slide renderer (pure numpy + one pyvips resize; no file I/O)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 HEMATOXYLIN_OD = np.array([0.65, 0.70, 0.29])  # Ruifrok & Johnston stain vectors (optical density per unit)
 EOSIN_OD = np.array([0.07, 0.99, 0.11])
@@ -607,7 +683,7 @@ BACKGROUND_RGB = np.array([238.0, 238.0, 236.0])
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale_px: float) -> np.ndarray:
-    """Unit-variance noise with features about `scale_px` wide: a coarse grid up-sampled with a cubic kernel."""
+    """Unit-variance noise with features about `scale_px` wide: a coarse grid up-sampled (cubic kernel)."""
     import pyvips
 
     step = max(1.0, float(scale_px))
@@ -617,19 +693,36 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale_px: fl
     return (field - field.mean()) / (field.std() + 1e-9)
 
 
-def _tissue_shape(rng: np.random.Generator, shape: tuple[int, int], kind: str, um_per_px: float) -> np.ndarray:
-    """Where the tissue is: one large section (resection) or 2-4 elongated fragments (biopsy), ragged edges."""
+def _tissue_shape(
+    rng: np.random.Generator, shape: tuple[int, int], kind: str, um_per_px: float
+) -> np.ndarray:
+    """Where the tissue is: one large section (resection) or 2-4 elongated biopsy fragments, ragged edges."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     ragged = 0.22 * _smooth_noise(rng, shape, 60 / um_per_px)
     if kind == "resection":
-        specs = [(w * rng.uniform(0.45, 0.55), h * rng.uniform(0.45, 0.55), w * 0.34, h * 0.32, rng.uniform(0, np.pi))]
+        specs = [
+            (
+                w * rng.uniform(0.45, 0.55),
+                h * rng.uniform(0.45, 0.55),
+                w * 0.34,
+                h * 0.32,
+                rng.uniform(-0.25, 0.25),  # near-horizontal, so the section stays on the glass
+            )
+        ]
     else:
         specs = []
         for _ in range(int(rng.integers(2, 5))):
             length = w * rng.uniform(0.15, 0.3)
-            specs.append((w * rng.uniform(0.25, 0.75), h * rng.uniform(0.25, 0.75), length,
-                          min(h, w) * rng.uniform(0.06, 0.12), rng.uniform(0, np.pi)))
+            specs.append(
+                (
+                    w * rng.uniform(0.25, 0.75),
+                    h * rng.uniform(0.25, 0.75),
+                    length,
+                    min(h, w) * rng.uniform(0.06, 0.12),
+                    rng.uniform(0, np.pi),
+                )
+            )
     distance = np.full(shape, np.inf, dtype=np.float32)
     for cx, cy, rx, ry, angle in specs:
         c, s = math.cos(angle), math.sin(angle)
@@ -656,7 +749,10 @@ def _nuclei(rng: np.random.Generator, where: np.ndarray, p: SlideParams, um_per_
         return field
     sites = rng.choice(candidates, size=count)
     large = rng.random(count) < p.large_nuclei_fraction
-    for radius_um, chosen in ((p.nuclear_radius_um, sites[~large]), (1.6 * p.nuclear_radius_um, sites[large])):
+    for radius_um, chosen in (
+        (p.nuclear_radius_um, sites[~large]),
+        (1.6 * p.nuclear_radius_um, sites[large]),
+    ):
         points = np.zeros(where.size, dtype=np.float32)
         np.add.at(points, chosen, 1.0)
         sigma = radius_um / um_per_px / 1.26  # the 1/2.2 level of a Gaussian lies at 1.26 sigma
@@ -681,7 +777,9 @@ def render_slide(p: SlideParams) -> tuple[np.ndarray, np.ndarray]:
     um = p.work_mpp
     tissue = _tissue_shape(rng, shape, p.kind, um)
     lumen_field = _smooth_noise(rng, shape, 22 / um)
-    lumen_level = float(np.quantile(lumen_field[tissue], 1.0 - p.lumen_fraction)) if p.lumen_fraction > 0 else np.inf
+    lumen_level = (
+        float(np.quantile(lumen_field[tissue], 1.0 - p.lumen_fraction)) if p.lumen_fraction > 0 else np.inf
+    )
     lumen = tissue & (lumen_field > lumen_level)
     cellular = tissue & ~lumen
     fibres = _smooth_noise(rng, shape, 6 / um)
@@ -692,8 +790,11 @@ def render_slide(p: SlideParams) -> tuple[np.ndarray, np.ndarray]:
     haem = np.where(cellular, p.stroma_hematoxylin * (1 + 0.3 * fibres), 0.0).astype(np.float32)
     haem = haem + p.hematoxylin * 1.4 * nuclei * chromatin
     eosin = np.clip(eosin * (1 - 0.5 * np.clip(nuclei, 0, 1)), 0, None)
-    od = (haem[..., None] * HEMATOXYLIN_OD + eosin[..., None] * EOSIN_OD
-          + np.asarray(p.stain_shift)[None, None, :] * tissue[..., None])
+    od = (
+        haem[..., None] * HEMATOXYLIN_OD
+        + eosin[..., None] * EOSIN_OD
+        + np.asarray(p.stain_shift)[None, None, :] * tissue[..., None]
+    )
     tissue_rgb = BACKGROUND_RGB * np.exp(-np.clip(od, 0, None))
     background = BACKGROUND_RGB + 2.0 * _smooth_noise(rng, shape, 40 / um)[..., None]
     rgb_work = np.where(tissue[..., None], tissue_rgb, background)
@@ -718,9 +819,10 @@ def _mask_from_tissue(tissue: np.ndarray, p: SlideParams) -> np.ndarray:
     return np.repeat(np.repeat(tissue, k, axis=0), k, axis=1)[:mask_h, :mask_w].astype(np.uint8)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # MRI renderer
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Volume:
@@ -731,10 +833,11 @@ class Volume:
     origin: tuple[float, float, float]
 
 
-def _grid(size: tuple[int, int, int], spacing: tuple[float, float, float],
-          offset: tuple[float, float, float]) -> tuple[tuple[float, float, float], tuple[np.ndarray, ...]]:
+def _grid(
+    size: tuple[int, int, int], spacing: tuple[float, float, float], offset: tuple[float, float, float]
+) -> tuple[tuple[float, float, float], tuple[np.ndarray, ...]]:
     """Origin centring the grid on (0,0,0) + offset, and the physical (z, y, x) voxel-centre coordinates."""
-    origin = tuple(-(n - 1) / 2 * s + o for n, s, o in zip(size, spacing, offset))
+    origin = tuple(-(n - 1) / 2 * s + o for n, s, o in zip(size, spacing, offset, strict=True))
     axes = [origin[i] + spacing[i] * np.arange(size[i]) for i in range(3)]
     z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
     return origin, (z, y, x)  # type: ignore[return-value]
@@ -743,25 +846,31 @@ def _grid(size: tuple[int, int, int], spacing: tuple[float, float, float],
 def render_mri(p: MRIParams) -> dict[str, Volume]:
     """T2 (int16), ADC (int16, 1e-6 mm²/s), HBV (float32) and the prostate mask (uint8, T2 grid).
 
-    One analytic phantom (body ellipse, ellipsoidal prostate, spherical lesion in the posterior peripheral zone)
-    is sampled on two grids, as in PI-CAI: T2 at 0.5x0.5x3 mm and DWI at 2x2x3 mm with a shifted origin.
+    One analytic phantom (body ellipse, ellipsoidal prostate, spherical lesion in the posterior peripheral
+    zone) is sampled on two grids, as in PI-CAI: T2 at 0.5x0.5x3 mm and DWI at 2x2x3 mm with a shifted origin.
     """
     rng = np.random.default_rng(p.seed)
     ratios = np.array([1.25, 1.0, 1.05])  # left-right, antero-posterior, cranio-caudal
     k = (p.prostate_volume_ml * 1000.0 / (4.0 / 3.0 * math.pi * ratios.prod())) ** (1 / 3)
     semi = k * ratios  # mm, (x, y, z)
     centre = np.array([rng.normal(0, 2), rng.normal(0, 2), rng.normal(0, 3)])
-    lesion_centre = centre + np.array([rng.uniform(-0.4, 0.4) * semi[0], 0.5 * semi[1],
-                                       rng.uniform(-0.3, 0.3) * semi[2]])
+    lesion_centre = centre + np.array(
+        [rng.uniform(-0.4, 0.4) * semi[0], 0.5 * semi[1], rng.uniform(-0.3, 0.3) * semi[2]]
+    )
     lesion_radius = p.lesion_diameter_mm / 2
 
     def phantom(zyx: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         z, y, x = zyx
         body = (x / 38.0) ** 2 + (y / 30.0) ** 2 < 1
-        gland = (((x - centre[0]) / semi[0]) ** 2 + ((y - centre[1]) / semi[1]) ** 2
-                 + ((z - centre[2]) / semi[2]) ** 2) < 1
-        lesion = gland & (((x - lesion_centre[0]) ** 2 + (y - lesion_centre[1]) ** 2
-                           + (z - lesion_centre[2]) ** 2) < lesion_radius**2)
+        gland = (
+            ((x - centre[0]) / semi[0]) ** 2
+            + ((y - centre[1]) / semi[1]) ** 2
+            + ((z - centre[2]) / semi[2]) ** 2
+        ) < 1
+        lesion = gland & (
+            ((x - lesion_centre[0]) ** 2 + (y - lesion_centre[1]) ** 2 + (z - lesion_centre[2]) ** 2)
+            < lesion_radius**2
+        )
         return body, gland, lesion
 
     t2_origin, t2_zyx = _grid(p.t2_size, p.t2_spacing, (0.0, 0.0, 0.0))

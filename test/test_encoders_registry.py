@@ -9,8 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from chimera_surv.encoders import (ENCODERS, MissingWeights, WeightMismatch, get_spec, load_encoder,
-                                   write_encoder_weights)
+from chimera_surv.encoders import (
+    ENCODERS,
+    MissingWeights,
+    WeightMismatch,
+    get_spec,
+    load_encoder,
+    write_encoder_weights,
+)
 
 EXPECTED = {"uni", "uni2-h", "h-optimus-0", "virchow2", "resnet50-trunc", "test-tiny", "medicalnet-resnet10",
             "medicalnet-resnet18"}

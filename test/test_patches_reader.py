@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_slide_fixtures import corrupt_tile, make_slide
 
 from chimera_surv.patches import PatchBatches, RegionReader, SlideGrid, plan_blocks, read_block, resize_patch
 from chimera_surv.readers.slide import open_slide, read_tissue_mask
 from chimera_surv.tiling import tissue_grid
-from test_slide_fixtures import corrupt_tile, make_slide
 
 
 @pytest.fixture(scope="module")

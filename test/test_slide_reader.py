@@ -7,11 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from chimera_surv.readers.slide import (SlideError, estimate_tissue_mask, mpp_from_properties, open_slide,
-                                        read_tissue_mask)
-from chimera_surv.writers import write_mask
 from test_slide_fixtures import MASK_SCALE, corrupt_tile, make_slide, tissue_rgb
+
+from chimera_surv.readers.slide import (
+    SlideError,
+    estimate_tissue_mask,
+    mpp_from_properties,
+    open_slide,
+    read_tissue_mask,
+)
+from chimera_surv.writers import write_mask
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +121,8 @@ def test_mask_is_read_below_the_pixel_cap(slide_files) -> None:
 def test_mask_with_wrong_aspect_ratio_is_rejected(tmp_path: Path, slide_files) -> None:
     wsi_path, _, _ = slide_files
     wrong = write_mask(tmp_path / "wrong.tif", np.ones((256, 128), np.uint8), 4.0)  # slide is 4:3, mask 1:2
-    with open_slide(wsi_path) as wsi:
-        with pytest.raises(SlideError, match="does not match slide"):
-            read_tissue_mask(wrong, wsi)
+    with open_slide(wsi_path) as wsi, pytest.raises(SlideError, match="does not match slide"):
+        read_tissue_mask(wrong, wsi)
 
 
 def test_threshold_estimate_finds_the_tissue(slide_files) -> None:

@@ -57,7 +57,10 @@ def test_outcome_units_follow_each_task_convention(task3_large) -> None:
     task1 = make_cohort(1, 50, seed=3, options=NO_IMAGES)
     for p in task1:
         assert p.labels["BCR"] == ("1.0" if p.event else "0.0")
-        assert isinstance(p.labels["time_to_follow-up/BCR"], float) and p.labels["time_to_follow-up/BCR"] == p.time
+        assert (
+            isinstance(p.labels["time_to_follow-up/BCR"], float)
+            and p.labels["time_to_follow-up/BCR"] == p.time
+        )
         assert (p.labels["BCR_PSA"] >= 0.1) == bool(p.event)  # the documented leak, kept on purpose
     for p in task3_large[:200]:
         assert p.labels == {"progression": p.event, "Time_to_prog_or_FUend": int(p.time)}
@@ -67,7 +70,9 @@ def test_outcome_units_follow_each_task_convention(task3_large) -> None:
 def test_oracle_c_index_well_above_half(task3_large) -> None:
     oracle = synthetic.oracle_c_index(task3_large)
     assert 0.70 < oracle < 0.90
-    flipped = [synthetic.SyntheticPatient(**{**p.__dict__, "latent_risk": -p.latent_risk}) for p in task3_large]
+    flipped = [
+        synthetic.SyntheticPatient(**{**p.__dict__, "latent_risk": -p.latent_risk}) for p in task3_large
+    ]
     assert synthetic.oracle_c_index(flipped) == pytest.approx(1 - oracle, abs=1e-3)  # few ties in z
     assert synthetic.oracle_c_index(make_cohort(1, 1500, seed=4, options=NO_IMAGES)) > 0.70
 
@@ -83,17 +88,43 @@ def test_brs3_prevalence_near_31_percent() -> None:
 
 def test_task1_clinical_keys_types_and_monotone_signal() -> None:
     patients = make_cohort(1, 1200, seed=6, options=NO_IMAGES)
-    required = {"age_at_prostatectomy", "primary_gleason", "secondary_gleason", "ISUP", "pre_operative_PSA",
-                "pT_stage", "positive_lymph_nodes", "capsular_penetration", "positive_surgical_margins",
-                "invasion_seminal_vesicles", "lymphovascular_invasion", "earlier_therapy"}
-    isup_of = {(3, 3): 1, (3, 4): 2, (4, 3): 3, (4, 4): 4, (3, 5): 4, (5, 3): 4, (4, 5): 5, (5, 4): 5, (5, 5): 5}
+    required = {
+        "age_at_prostatectomy",
+        "primary_gleason",
+        "secondary_gleason",
+        "ISUP",
+        "pre_operative_PSA",
+        "pT_stage",
+        "positive_lymph_nodes",
+        "capsular_penetration",
+        "positive_surgical_margins",
+        "invasion_seminal_vesicles",
+        "lymphovascular_invasion",
+        "earlier_therapy",
+    }
+    isup_of = {
+        (3, 3): 1,
+        (3, 4): 2,
+        (4, 3): 3,
+        (4, 4): 4,
+        (3, 5): 4,
+        (5, 3): 4,
+        (4, 5): 5,
+        (5, 4): 5,
+        (5, 5): 5,
+    }
     tertiary_styles = set()
     for p in patients:
         c = p.clinical
         assert required <= set(c) <= required | {"tertiary_gleason"}
         assert not {"BCR", "time_to_follow-up/BCR", "BCR_PSA"} & set(c)  # labels only in the training layout
-        for key in ("age_at_prostatectomy", "primary_gleason", "secondary_gleason", "ISUP",
-                    "positive_surgical_margins"):
+        for key in (
+            "age_at_prostatectomy",
+            "primary_gleason",
+            "secondary_gleason",
+            "ISUP",
+            "positive_surgical_margins",
+        ):
             assert type(c[key]) is int, key
         assert isup_of[(c["primary_gleason"], c["secondary_gleason"])] == c["ISUP"]
         assert isinstance(c["pre_operative_PSA"], float) and c["pre_operative_PSA"] > 0
@@ -107,7 +138,10 @@ def test_task1_clinical_keys_types_and_monotone_signal() -> None:
         tertiary_styles.add("int" if type(tertiary) is int else str(tertiary))
     assert tertiary_styles == {"int", "x", "None", "absent"}  # every missingness style occurs
     z = np.array([p.latent_risk for p in patients])
-    col = lambda key: np.array([p.clinical[key] for p in patients], dtype=float)  # noqa: E731
+
+    def col(key: str) -> np.ndarray:
+        return np.array([p.clinical[key] for p in patients], dtype=float)
+
     assert _spearman(col("ISUP"), z) > 0.4
     assert _spearman(np.log(col("pre_operative_PSA")), z) > 0.3
     assert _spearman(col("positive_surgical_margins"), z) > 0.15
@@ -122,13 +156,24 @@ def test_task1_clinical_keys_types_and_monotone_signal() -> None:
 def test_bladder_clinical_matches_spec_categories(task: int) -> None:
     patients = make_cohort(task, 800, seed=7, options=NO_IMAGES)
     spec = {
-        "sex": {"Male", "Female", "-1"}, "smoking": {"No", "Yes", "-1"}, "tumor": {"Primary", "Recurrence"},
-        "stage": {"TaHG", "T1HG", "T2HG", "T3HG"}, "substage": {"T1e", "T1m", "-1"}, "grade": {"G2", "G3"},
-        "reTUR": {"No", "Yes", "-1"}, "LVI": {"No", "Yes", "-1"}, "variant": {"UCC", "UCC + Variant"},
+        "sex": {"Male", "Female", "-1"},
+        "smoking": {"No", "Yes", "-1"},
+        "tumor": {"Primary", "Recurrence"},
+        "stage": {"TaHG", "T1HG", "T2HG", "T3HG"},
+        "substage": {"T1e", "T1m", "-1"},
+        "grade": {"G2", "G3"},
+        "reTUR": {"No", "Yes", "-1"},
+        "LVI": {"No", "Yes", "-1"},
+        "variant": {"UCC", "UCC + Variant"},
         "EORTC": {"High risk", "Highest risk", "-1"},
     }
-    task3_only = {"sex": {"Female", "Male"}, "tumor": {"Primary"}, "stage": {"T1HG", "TaHG"},
-                  "reTUR": {"No", "Yes"}, "EORTC": {"High risk", "Highest risk"}}
+    task3_only = {
+        "sex": {"Female", "Male"},
+        "tumor": {"Primary"},
+        "stage": {"T1HG", "TaHG"},
+        "reTUR": {"No", "Yes"},
+        "EORTC": {"High risk", "Highest risk"},
+    }
     seen: dict[str, set] = {key: set() for key in spec}
     for p in patients:
         c = p.clinical
@@ -178,8 +223,9 @@ def test_clinical_values_are_known_to_the_project_schema(task: int) -> None:
 def test_rna_panel_module_and_batch_shift() -> None:
     panel = synthetic.gene_panel(600)
     assert len(panel) == 600 and panel == sorted(panel) and set(synthetic.module_genes()) <= set(panel)
-    patients = make_cohort(3, 300, seed=9, options=CohortOptions(with_images=False, genes=tuple(panel),
-                                                                  cohort_b_fraction=0.5))
+    patients = make_cohort(
+        3, 300, seed=9, options=CohortOptions(with_images=False, genes=tuple(panel), cohort_b_fraction=0.5)
+    )
     values = np.array([[p.rna[g] for g in panel] for p in patients])
     assert all(list(p.rna) == panel for p in patients)
     assert np.isfinite(values).all() and values.min() >= 0
@@ -187,8 +233,9 @@ def test_rna_panel_module_and_batch_shift() -> None:
     logv = np.log1p(values)
     z = np.array([p.latent_risk for p in patients])
     in_module = np.array([g in set(synthetic.module_genes()) for g in panel])
-    corr = np.array([abs(np.corrcoef(logv[:, j], z)[0, 1]) if logv[:, j].std() > 0 else 0.0
-                     for j in range(len(panel))])
+    corr = np.array(
+        [abs(np.corrcoef(logv[:, j], z)[0, 1]) if logv[:, j].std() > 0 else 0.0 for j in range(len(panel))]
+    )
     assert in_module.sum() == synthetic.MODULE_SIZE
     assert corr[in_module].mean() > 0.35 and corr[~in_module].mean() < 0.12
     cohort_b = np.array([p.cohort == "B" for p in patients])
@@ -210,8 +257,9 @@ def test_cohorts_are_deterministic_prefix_stable_and_stream_separated() -> None:
     assert prefix == a[:5]
     other = make_cohort(3, 12, seed=22, options=CohortOptions(genes=tuple(synthetic.gene_panel(100))))
     assert [p.latent_risk for p in other] != [p.latent_risk for p in a]
-    test_stream = make_cohort(3, 12, seed=21, options=CohortOptions(stream="test", with_images=False,
-                                                                    with_rna=False, first_id=901))
+    test_stream = make_cohort(
+        3, 12, seed=21, options=CohortOptions(stream="test", with_images=False, with_rna=False, first_id=901)
+    )
     assert not {p.latent_risk for p in test_stream} & {p.latent_risk for p in a}
     assert all(p.case_id.startswith(("3A_9", "3B_9")) for p in test_stream)
     # Changing the RNA panel never changes anything else about a patient.
@@ -229,6 +277,7 @@ def test_slide_counts_ids_and_image_parameters() -> None:
     assert all(len(p.slides) == 1 and p.mri is None for p in bladder)
     assert {p.cohort for p in bladder} == {"A", "B"}
     import re
+
     assert all(re.fullmatch(rf"3{p.cohort}_\d{{3}}", p.case_id) for p in bladder)
     assert len({p.case_id for p in bladder}) == 40
     # Nuclear density rises with z on average.

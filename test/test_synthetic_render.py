@@ -10,7 +10,7 @@ import pytest
 from chimera_surv import synthetic
 from chimera_surv.synthetic import MRIParams, SlideParams
 
-SMALL = dict(width=1024, height=768)
+SMALL = {"width": 1024, "height": 768}
 
 
 def _slide_for(z: float, seed: int = 5, cohort: str = "A") -> SlideParams:

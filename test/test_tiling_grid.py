@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from test_slide_fixtures import make_slide
 
 from chimera_surv.readers.slide import TissueMask, open_slide, read_tissue_mask
-from chimera_surv.tiling import (hilbert_index, patch_budget, split_budget, stratified_cap, tissue_grid)
-from test_slide_fixtures import make_slide
+from chimera_surv.tiling import hilbert_index, patch_budget, split_budget, stratified_cap, tissue_grid
 
 
 @pytest.fixture(scope="module")

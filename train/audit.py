@@ -138,11 +138,11 @@ def markdown(summary: dict[str, Any]) -> str:
     """The report's "InterSHAP audit" section."""
     mods = summary["modalities"]
     lines = ["## InterSHAP audit", "",
-             f"Each exported member explained on its held-out fold ({sum(summary['n_explained'])} patients in all) "
+             (f"Each exported member explained on its held-out fold ({sum(summary['n_explained'])} patients in all) "
              f"against its training fold as background; game on modality embeddings, output `{summary['output']}`. "
              f"Values are mean ± SD over the {len(summary['members'])} members. `orig_mean_abs` is the original "
              "InterSHAP global estimator (pure XOR = 100%), `e5_patient_mean` the seed's eq. 5 per-patient mean "
-             "(pure XOR = 33.3%); see docs/audit.md.", "",
+             "(pure XOR = 33.3%); see docs/audit.md."), "",
              "| masker | estimator | InterSHAP % | " + " | ".join(f"{m} %" for m in mods) + " |",
              "|---|---|---|" + "---|" * len(mods)]
     for masker, ests in summary["maskers"].items():
@@ -154,8 +154,8 @@ def markdown(summary: dict[str, Any]) -> str:
                                 if m in e["shares_pct"] else "–" for m in mods)
             lines.append(f"| {masker} | {name} | {e['interaction_pct']['mean']:.2f} ± "
                          f"{e['interaction_pct']['sd']:.2f} | {shares} |")
-    lines += ["", "Per member: `audit/audit_<member>.json` (every estimator, per-patient values) and "
-              "`audit/audit_<member>_<masker>.png`.", ""]
+    lines += ["", ("Per member: `audit/audit_<member>.json` (every estimator, per-patient values) and "
+                   "`audit/audit_<member>_<masker>.png`."), ""]
     return "\n".join(lines)
 
 

@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-heldout", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subprocess", action="store_true", help="run `python inference.py` for every case")
+    parser.add_argument("--sample-cases", type=Path, default=None,
+                        help="also write the sample cases (grand-challenge layout; Task 1 with 1, 2 and 3 slides) "
+                             "here and run `python inference.py` on each of them")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     summary = []
@@ -136,8 +139,27 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "OK" if ratio >= 0.85 else "below 0.85 x oracle"
         print(f"  task {task}: {name} {metric:.3f} / oracle {oracle:.3f} = {ratio:.2f}  [{verdict}]  "
               f"train {train_s:.0f} s")
+    if args.sample_cases is not None:
+        run_sample_cases(args.sample_cases, args.out, args.work / "sample_outputs", args.tasks, args.seed)
     print(f"demo done in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def run_sample_cases(cases: Path, model: Path, outputs: Path, tasks: list[int], seed: int) -> None:
+    """The sample cases of `make cases`, each through a real `python inference.py` process, as a table."""
+    from chimera_surv.make_cases import main as make_cases
+    from chimera_surv.tasks import classify_slug
+
+    make_cases(["--layout", "gc", "--task", *map(str, tasks), "--n", "2", "--out", str(cases), "--seed", str(seed)])
+    print(f"\nsample cases in {cases}, each run as `python inference.py`:")
+    print(f"{'task':>4}  {'case':<10} {'slides':>6} {'prediction':>12}  {'provenance':<44} {'s':>6}")
+    for case in sorted(p for p in cases.iterdir() if (p / "inputs.json").is_file()):
+        expected = json.loads((case / "expected.json").read_text())
+        value, provenance, seconds = predict(case, model, outputs / case.name, use_subprocess=True)
+        slides = sum(1 for e in json.loads((case / "inputs.json").read_text())
+                     if (classify_slug(e["interface"]["slug"]) or ("",))[0] == "wsi")
+        print(f"{expected.get('task', '?'):>4}  {case.name:<10} {slides:>6} {value:>12.4f}  {provenance:<44} "
+              f"{seconds:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -91,20 +91,31 @@ def collate(enc: Encoded, data: CohortArrays, idx: list[int], modalities: list[s
     return batch, targets
 
 
-def predict_risks(network: torch.nn.Module, enc: Encoded, data: CohortArrays, idx: list[int],
-                  modalities: list[str], batch_size: int = 64, max_patches: int | None = None,
-                  drop: tuple[str, ...] = ()) -> np.ndarray:
-    """Raw network risks for `idx` in eval mode; modalities in `drop` are marked missing (ablations)."""
+def predict_outputs(network: torch.nn.Module, enc: Encoded, data: CohortArrays, idx: list[int],
+                    modalities: list[str], batch_size: int = 64, max_patches: int | None = None,
+                    drop: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """`risk` (n,) and `logits` (n, k) for `idx` in eval mode, so any loss (DeepHit needs the logits) can score
+    a validation set; modalities in `drop` are marked missing (ablations)."""
     network.eval()
-    out = []
+    out: dict[str, list[torch.Tensor]] = {"risk": [], "logits": []}
     with torch.no_grad():
         for start in range(0, len(idx), batch_size):
             part = list(idx[start:start + batch_size])
             batch, _ = collate(enc, data, part, modalities, None, max_patches)
             for m in drop:
                 batch[f"{m}_present"] = torch.zeros_like(batch[f"{m}_present"])
-            out.append(network(batch)["risk"].reshape(-1).double().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+            result = network(batch)
+            out["risk"].append(result["risk"].reshape(-1))
+            out["logits"].append(result["logits"].reshape(len(part), -1))
+    return {k: torch.cat(v) if v else torch.zeros(0) for k, v in out.items()}
+
+
+def predict_risks(network: torch.nn.Module, enc: Encoded, data: CohortArrays, idx: list[int],
+                  modalities: list[str], batch_size: int = 64, max_patches: int | None = None,
+                  drop: tuple[str, ...] = ()) -> np.ndarray:
+    """Raw network risks for `idx` in eval mode (float64 numpy)."""
+    risk = predict_outputs(network, enc, data, idx, modalities, batch_size, max_patches, drop)["risk"]
+    return risk.double().numpy()
 
 
 @dataclass
@@ -157,10 +168,11 @@ def train_network(network: torch.nn.Module, enc: Encoded, data: CohortArrays, tr
                 torch.nn.utils.clip_grad_norm_(network.parameters(), float(tcfg["grad_clip"]))
             optimiser.step()
             losses.append(float(loss.detach()))
-        val_risk = predict_risks(network, enc, data, val_idx, modalities, max_patches=max_patches)
+        val_out = predict_outputs(network, enc, data, val_idx, modalities, max_patches=max_patches)
+        val_risk = val_out["risk"].double().numpy()
         with torch.no_grad():
             _, val_targets = collate(enc, data, list(val_idx), modalities)
-            val_loss = float(loss_fn({"risk": torch.from_numpy(val_risk).float()}, val_targets))
+            val_loss = float(loss_fn(val_out, val_targets))
         val_metric = score(survival, data, val_idx, val_risk)
         history = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                    "val_loss": val_loss, "val_metric": val_metric}

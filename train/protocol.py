@@ -44,6 +44,14 @@ def network_config(arch: dict[str, Any], dims: dict[str, int],
     return complete_network_config(arch, dims, survival)
 
 
+def fold_time_grid(ctx: RunContext, net_cfg: dict[str, Any], split: Split) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A DeepHit head's time grid from the split's training times only (train/networks.py: with_time_grid)."""
+    from train.networks import with_time_grid
+
+    train = list(split.train)
+    return with_time_grid(net_cfg, ctx.config["train"], ctx.data.time[train], ctx.data.event[train])
+
+
 def arch_modalities(arch: dict[str, Any], available: list[str]) -> list[str]:
     wanted = arch.get("modalities") or available
     return [m for m in available if m in wanted]
@@ -65,10 +73,10 @@ def run_split(ctx: RunContext, arch_name: str, arch: dict[str, Any], split: Spli
     enc = encode_fold(data, split.train, ctx.schema, {**config, "modalities": modalities})
     dims = {m: enc.dims[m] for m in modalities}
     net_cfg, _ = network_config(arch, dims, ctx.survival)
+    net_cfg, tcfg = fold_time_grid(ctx, net_cfg, split)
     set_determinism(seed, config.get("threads", 1))
     network = build_network(net_cfg)
-    result = train_network(network, enc, data, inner_train, inner_val, modalities, config["train"], seed,
-                           ctx.survival)
+    result = train_network(network, enc, data, inner_train, inner_val, modalities, tcfg, seed, ctx.survival)
     max_patches = config["train"].get("max_patches")
     test = list(split.test)
     risk = predict_risks(network, enc, data, test, modalities, max_patches=max_patches)
@@ -177,10 +185,11 @@ def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple:
     enc = encode_fold(data, split.train, ctx.schema, config)
     dims = {m: enc.dims[m] for m in modalities}
     net_cfg, _ = network_config(arch, dims, ctx.survival)
+    net_cfg, tcfg = fold_time_grid(ctx, net_cfg, split)
     set_determinism(seed, config.get("threads", 1))
     network = build_network(net_cfg)
-    result = train_network(network, enc, data, list(split.train), list(split.test), modalities, config["train"],
-                           seed, ctx.survival)
+    result = train_network(network, enc, data, list(split.train), list(split.test), modalities, tcfg, seed,
+                           ctx.survival)
     max_patches = config["train"].get("max_patches")
     train_risk = predict_risks(network, enc, data, list(split.train), modalities, max_patches=max_patches)
     oof_risk = predict_risks(network, enc, data, list(split.test), modalities, max_patches=max_patches)

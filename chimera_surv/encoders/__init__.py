@@ -6,6 +6,10 @@ loads `<encoder_root>/<name>/<file>` with a strict key/shape check. Importing th
 
 from __future__ import annotations
 
+from chimera_surv.encoders import (
+    mri,  # noqa: F401  (registers the MRI entries)
+    pathology,  # noqa: F401  (registers the pathology entries)
+)
 from chimera_surv.encoders.base import (
     ENCODERS,
     SPECS,
@@ -20,8 +24,6 @@ from chimera_surv.encoders.base import (
     stored_key_shapes,
     write_encoder_weights,
 )
-from chimera_surv.encoders import pathology  # noqa: F401  (registers the pathology entries)
-from chimera_surv.encoders import mri  # noqa: F401  (registers the MRI entries)
 
 __all__ = ["ENCODERS", "SPECS", "EncoderSpec", "MissingWeights", "PatchEncoder", "WeightMismatch", "build_meta",
            "expected_shapes", "get_spec", "load_encoder", "stored_key_shapes", "write_encoder_weights"]

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -155,8 +156,7 @@ def _normalise_keys(spec: EncoderSpec, tensors: dict[str, Any]) -> dict[str, Any
     cleaned: dict[str, Any] = {}
     for key, value in tensors.items():
         for prefix in spec.strip_prefixes:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+            key = key.removeprefix(prefix)
         if any(key.startswith(p) for p in spec.ignore_prefixes):
             continue
         cleaned[key] = value

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from chimera_surv.encoders.base import PatchEncoder, EncoderSpec, register_encoder
+from chimera_surv.encoders.base import EncoderSpec, PatchEncoder, register_encoder
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
