@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from chimera_surv.audit.intershap import intershap
-from chimera_surv.audit.synthetic_validation import (
+from train.audit_synthetic import (
     MODALITIES,
     REGIMES,
     SyntheticConfig,

@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "model": None,  # the exported architecture: a network config (build_network) without modalities/dims
     "compare": {},  # name → network config, evaluated on the same folds as `model`
     "calibration": None,  # default km_quantile (survival) / platt (Task 2)
-    "audit": {"enabled": False, "n_patients": 16},
+    "audit": {},  # optional keys maskers, missing, batch_size; defaults in train/audit.py (audit_settings)
 }
 
 

@@ -282,3 +282,32 @@ def run_synthetic_validation(cfg: SyntheticConfig | None = None, out_dir: Path |
         (out_dir / "audit_synthetic.json").write_text(json.dumps(report, indent=1))
         plot_synthetic(report, out_dir / "audit_synthetic.png")
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.audit_synthetic --out DIR``: the three-regime validation as JSON + PNG."""
+    import argparse
+    from dataclasses import replace
+
+    parser = argparse.ArgumentParser(prog="python -m train.audit_synthetic", description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--n", type=int, default=None, help="patients per regime")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
+    args = parser.parse_args(argv)
+    cfg = SyntheticConfig(seeds=tuple(args.seeds))
+    if args.n:
+        cfg = replace(cfg, n=args.n)
+    if args.epochs:
+        cfg.train["epochs"] = args.epochs
+    report = run_synthetic_validation(cfg, args.out, tuple(args.regimes))
+    print(json.dumps({"aggregate": report["aggregate"], "separated": report["separated"],
+                      "seconds": report["seconds"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
