@@ -56,6 +56,14 @@ def _check_kind(data: Mapping[str, Any], kind: str) -> None:
         raise ValueError(f"expected a serialised {kind}, got kind={data.get('kind')!r}")
 
 
+
+def finite_float32(z: np.ndarray, clip: float | None) -> np.ndarray:
+    """Clip to ±clip and replace what is still not finite, so a transform never hands NaN to a network."""
+    if clip is not None:
+        z = np.clip(z, -clip, clip)
+    big = clip if clip is not None else 1e6
+    return np.nan_to_num(z, nan=0.0, posinf=big, neginf=-big).astype(np.float32)
+
 class ClinicalEncoder:
     """Schema columns → a fixed-width vector.
 
@@ -279,10 +287,7 @@ class RNANormaliser:
                 z = (z - self.pca_mean) @ self.components.T
                 if self.whiten:
                     z = z / self.pca_scale
-        if self.clip is not None:
-            z = np.clip(z, -self.clip, self.clip)
-        big = self.clip if self.clip is not None else 1e6
-        out = np.nan_to_num(z, nan=0.0, posinf=big, neginf=-big).astype(np.float32)
+        out = finite_float32(z, self.clip)
         return out[0] if single else out
 
     def _check_fitted(self) -> None:
@@ -376,10 +381,7 @@ class Standardiser:
         if x.shape[1] != len(self.mean):
             raise ValueError(f"Standardiser expects {len(self.mean)} columns, got {x.shape[1]}")
         z = (np.where(np.isfinite(x), x, self.mean) - self.mean) / self.std
-        if self.clip is not None:
-            z = np.clip(z, -self.clip, self.clip)
-        big = self.clip if self.clip is not None else 1e6
-        out = np.nan_to_num(z, nan=0.0, posinf=big, neginf=-big).astype(np.float32)
+        out = finite_float32(z, self.clip)
         return out[0] if single else out
 
     def _check_fitted(self) -> None:
