@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "train": {"epochs": 60, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "patience": 15,
               "min_epochs": 5, "max_patches": 256, "modality_dropout": {}, "grad_clip": 5.0,
               "loss": None},
-    "model": None,  # the exported architecture: a network config (build_network) without modalities/dims
+    "model": {},  # the exported architecture (encoders, fusion, head); empty = train/networks.py defaults
     "compare": {},  # name → network config, evaluated on the same folds as `model`
     "calibration": None,  # default km_quantile (survival) / platt (Task 2)
     "audit": {},  # optional keys maskers, missing, batch_size; defaults in train/audit.py (audit_settings)
