@@ -20,8 +20,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from chimera_surv.gc import UnknownTaskError, all_tasks, write_output  # noqa: E402
-from chimera_surv.predict import predict_case  # noqa: E402
+from chimera_surv.gc import UnknownTaskError, all_tasks, write_output
+from chimera_surv.predict import predict_case
 
 log = logging.getLogger("inference")
 

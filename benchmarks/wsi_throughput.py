@@ -2,12 +2,14 @@
 
 Measured in one run on one slide (a 0.25 µm/px tiled JPEG pyramid written the way grand-challenge writes WSIs):
   (a) naive: one openslide read_region per patch (what most entries do);
-  (b) our block reader (chimera_surv.patches) in-process and with N worker processes;
+  (b) our block reader (chimera_surv.patches; own tile decoder, and the pyvips and openslide backends)
+      in-process and with N worker processes;
   (c) the I/O limit: raw JPEG decode rate of the slide's own level-0 tiles on one core (imagecodecs/libjpeg-turbo),
       expressed in 224-px patch equivalents per second;
   (d) encoder-only and end-to-end patches/s: the tiny encoder on CPU; a UNI-size ViT-L/16 (random init, the cost
       does not depend on the weights) on a GPU when one is present, with its MFU;
-  (e) peak RSS of a separate process extracting a 100,000-patch bag (small patches so the slide stays small).
+  (e) peak memory (RSS and PSS summed over the main process and its workers) of a separate process extracting a
+      100,000-patch bag (small patches so the slide stays small), with 0 and N workers.
 
 Usage: python benchmarks/wsi_throughput.py [--out benchmarks/results/wsi_throughput.json] [--workers N]
 """
@@ -87,7 +89,7 @@ def naive_openslide(wsi_path: Path, grid, limit: int) -> float:
     return len(coords) / elapsed
 
 
-def reader_rate(wsi_path: Path, grid, workers: int, backend: str = "pyvips") -> dict[str, float]:
+def reader_rate(wsi_path: Path, grid, workers: int, backend: str = "tiles") -> dict[str, float]:
     """Patches/s of PatchBatches over the grid, with and without the worker start-up."""
     blocks = plan_blocks([SlideGrid(0, wsi_path, (0.25, 0.25), grid)])
     batches = PatchBatches(blocks, batch_size=64, num_workers=workers, backend=backend)
@@ -191,15 +193,67 @@ def encoder_rates(wsi_path: Path, grid, name: str, device: str, batch: int, work
     return result
 
 
+class MemorySampler:
+    """Peak memory of this process plus all its children (workers, forkserver), sampled every `interval` s.
+
+    Why: ru_maxrss gives one number per process and, for children, only the largest one, never the sum of
+    processes alive at the same time. RSS counts shared library pages (torch alone is ~700 MB RSS, ~280 MB of it
+    private) in every process, so the RSS sum over-counts; PSS (smaps, sampled less often) shares them out.
+    """
+
+    def __init__(self, interval: float = 0.1, pss_every: int = 10) -> None:
+        import threading
+
+        import psutil
+
+        self._process, self._psutil = psutil.Process(), psutil
+        self.interval, self.pss_every = interval, pss_every
+        self.peak = {"rss_main_mb": 0.0, "rss_children_mb": 0.0, "rss_main_plus_children_mb": 0.0,
+                     "pss_main_plus_children_mb": 0.0, "children_max": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        tick = 0
+        while not self._stop.is_set():
+            procs = [self._process] + self._process.children(recursive=True)
+            rss, pss = [], []
+            for proc in procs:
+                try:
+                    rss.append(proc.memory_info().rss / 2**20)
+                    if tick % self.pss_every == 0:
+                        pss.append(proc.memory_full_info().pss / 2**20)
+                except self._psutil.Error:
+                    rss.append(0.0)
+            peak = self.peak
+            peak["rss_main_mb"] = max(peak["rss_main_mb"], rss[0])
+            peak["rss_children_mb"] = max(peak["rss_children_mb"], sum(rss[1:]))
+            peak["rss_main_plus_children_mb"] = max(peak["rss_main_plus_children_mb"], sum(rss))
+            peak["pss_main_plus_children_mb"] = max(peak["pss_main_plus_children_mb"], sum(pss))
+            peak["children_max"] = max(peak["children_max"], len(procs) - 1)
+            tick += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def rss_child(wsi: str, mask: str, patches: int, workers: int) -> None:
-    """Run in a fresh process: extract a `patches`-patch bag (32-px patches) and print peak RSS as JSON."""
+    """Run in a fresh process: extract a `patches`-patch bag (32-px patches) and print peak memory as JSON."""
     recipe = FeatureRecipe(encoder="test-tiny", weights="seeded", target_mpp=0.25, patch_size=32, min_tissue=0.5,
                            max_patches=patches, time_budget_s=None, batch_size=256, num_workers=workers)
     started = time.perf_counter()
-    bag, issues = extract_case_bag([SlideInput(0, Path(wsi), Path(mask))], recipe, None, device="cpu")
-    print(json.dumps({"patches": len(bag), "seconds": time.perf_counter() - started,
-                      "peak_rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "peak_rss_largest_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    with MemorySampler() as sampler:
+        bag, issues = extract_case_bag([SlideInput(0, Path(wsi), Path(mask))], recipe, None, device="cpu")
+    print(json.dumps({"patches": len(bag), "workers": workers, "seconds": time.perf_counter() - started,
+                      **{f"peak_{k}": round(v, 1) for k, v in sampler.peak.items()},
+                      "ru_maxrss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "ru_maxrss_largest_child_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                       "issues": issues[:3]}))
 
 
@@ -241,14 +295,29 @@ def main() -> None:
         for key, grid in grids.items():
             entry: dict = {"read_size": grid.read_size, "patch_size": grid.patch_size, "level": grid.level}
             entry["naive_openslide_per_patch"] = naive_openslide(wsi_path, grid, args.naive_limit)
-            entry["reader_1_process"] = reader_rate(wsi_path, grid, 0)
+            # the shared machine is noisy: the readers and the decode limit are measured interleaved, 3 rounds,
+            # and each keeps its best round (all rounds are stored)
+            rounds: dict[str, list] = {"tiles": [], "pyvips": [], "limit": []}
+            for _ in range(3):
+                rounds["tiles"].append(reader_rate(wsi_path, grid, 0))
+                rounds["pyvips"].append(reader_rate(wsi_path, grid, 0, backend="pyvips"))
+                rounds["limit"].append(jpeg_decode_limit(wsi_path, grid.coords, grid.read_size))
+            best = {k: max(v, key=lambda r: r.get("patches_per_s", r.get("patch_equivalents_per_s")))
+                    for k, v in rounds.items()}
+            entry["reader_1_process"] = {**best["tiles"], "rounds_patches_per_s":
+                                         [r["patches_per_s"] for r in rounds["tiles"]]}
+            entry["reader_1_process_pyvips"] = {**best["pyvips"], "rounds_patches_per_s":
+                                                [r["patches_per_s"] for r in rounds["pyvips"]]}
             entry["reader_1_process_openslide"] = reader_rate(wsi_path, grid, 0, backend="openslide")
             entry[f"reader_{args.workers}_workers"] = reader_rate(wsi_path, grid, args.workers)
-            entry["jpeg_decode_limit_1_core"] = jpeg_decode_limit(wsi_path, grid.coords, grid.read_size)
+            entry["jpeg_decode_limit_1_core"] = {**best["limit"], "rounds_patch_equivalents_per_s":
+                                                 [r["patch_equivalents_per_s"] for r in rounds["limit"]]}
             one = entry["reader_1_process"]["patches_per_s"]
             entry["ratios"] = {
                 "reader_1_process_over_naive": one / entry["naive_openslide_per_patch"],
                 "reader_1_process_over_jpeg_limit": one / entry["jpeg_decode_limit_1_core"]["patch_equivalents_per_s"],
+                "pyvips_1_process_over_jpeg_limit": entry["reader_1_process_pyvips"]["patches_per_s"]
+                / entry["jpeg_decode_limit_1_core"]["patch_equivalents_per_s"],
                 f"reader_{args.workers}_workers_over_1_process":
                     entry[f"reader_{args.workers}_workers"]["steady_patches_per_s"] / one,
             }
@@ -268,17 +337,21 @@ def main() -> None:
         small = Path(tmp) / "rss"
         small.mkdir()
         rss_wsi, rss_mask = synthetic_slide(small, 12288, 16384, seed=1)
-        child = subprocess.run([sys.executable, __file__, "--rss-child", str(rss_wsi), str(rss_mask),
-                                "--rss-patches", str(args.rss_patches), "--workers", str(args.workers)],
-                               capture_output=True, text=True, check=True)
-        results["peak_rss_100k_patch_bag"] = json.loads(child.stdout.strip().splitlines()[-1])
+        rss = {}
+        for workers in (0, args.workers):
+            child = subprocess.run([sys.executable, __file__, "--rss-child", str(rss_wsi), str(rss_mask),
+                                    "--rss-patches", str(args.rss_patches), "--workers", str(workers)],
+                                   capture_output=True, text=True, check=True)
+            rss[f"{workers}_workers"] = json.loads(child.stdout.strip().splitlines()[-1])
+        results["peak_rss_100k_patch_bag"] = rss
 
     results["targets"] = {
         "reader_over_naive_ge_3": results["0.5mpp_level0_resized"]["ratios"]["reader_1_process_over_naive"] >= 3,
-        "reader_over_jpeg_limit_ge_0.5":
-            results["0.5mpp_level0_resized"]["ratios"]["reader_1_process_over_jpeg_limit"] >= 0.5,
-        "peak_rss_lt_4gb": (results["peak_rss_100k_patch_bag"]["peak_rss_main_mb"]
-                            + results["peak_rss_100k_patch_bag"]["peak_rss_largest_worker_mb"] * args.workers) < 4096,
+        "reader_over_jpeg_limit_ge_0.5": all(results[key]["ratios"]["reader_1_process_over_jpeg_limit"] >= 0.5
+                                             for key in ("0.25mpp_level0", "0.5mpp_level0_resized")),
+        # the RSS sum over main + every child alive at once (over-counts shared libraries: conservative)
+        "peak_rss_lt_4gb": all(r["peak_rss_main_plus_children_mb"] < 4096
+                               for r in results["peak_rss_100k_patch_bag"].values()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

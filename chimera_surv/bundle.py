@@ -186,8 +186,7 @@ def make_batch(dims: dict[str, int], wsi: np.ndarray | None,
     import torch
 
     batch: dict[str, torch.Tensor] = {}
-    for modality in dims:
-        width = dims[modality]
+    for modality, width in dims.items():
         if modality == "wsi":
             if wsi is None:
                 batch["wsi"] = torch.zeros(1, 1, width)
@@ -255,7 +254,6 @@ def save_bundle(out_dir: Path | str, *, task_id: int, modalities: list[str], mem
                 mri_kind: str | None = None, genes: list[str] | None = None,
                 clinical_schema: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Path:
     """Write bundle.json + weights.safetensors deterministically (sorted keys, contiguous CPU tensors, no time)."""
-    import torch
     from safetensors.torch import save as safetensors_bytes
 
     out = Path(out_dir)

@@ -63,7 +63,7 @@ class FeatureRecipe:
     throughput: float | None = None
     batch_size: int = 64
     num_workers: int = 0
-    backend: str = "pyvips"
+    backend: str = "tiles"
     weights: str = "file"
     mask_fallback: str = "threshold"  # when the mask is missing/misaligned: "threshold" tissue estimate or "skip"
 
@@ -251,11 +251,13 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
         for p, _, _ in pending:
             items.append(SlideGrid(p.slide.index, p.slide.wsi, p.mpp, p.grid, start, p.tile))
             start += len(p.grid)
-        features, skipped = encode_grids(items, encoder, recipe)
+        features_all, skipped = encode_grids(items, encoder, recipe)
         for item, (p, cap, path) in zip(items, pending):
             span = np.arange(item.start, item.start + len(item.grid))
             ok = ~np.isin(span, skipped)
-            feats = features[span[ok]]
+            # a view when nothing was skipped: the bag is copied once, at the end, not once per step
+            feats = (features_all[item.start:item.start + len(item.grid)] if ok.all()
+                     else features_all[span[ok]])
             coords = np.concatenate([np.full((int(ok.sum()), 1), p.slide.index, np.int64),
                                      p.grid.coords[ok].astype(np.int64)], axis=1)
             lost = int((~ok).sum())
@@ -270,8 +272,11 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
             parts[p.slide.index] = (np.zeros((0, dim), np.float32), np.zeros((0, 3), np.int64))
 
     ordered = [parts[k] for k in sorted(parts)]
-    features = np.concatenate([f for f, _ in ordered]) if ordered else np.zeros((0, dim), np.float32)
-    coords = np.concatenate([c for _, c in ordered]) if ordered else np.zeros((0, 3), np.int64)
+    if len(ordered) == 1:  # one slide: its part is the bag (no second copy of a multi-GB array)
+        features, coords = ordered[0]
+    else:
+        features = np.concatenate([f for f, _ in ordered]) if ordered else np.zeros((0, dim), np.float32)
+        coords = np.concatenate([c for _, c in ordered]) if ordered else np.zeros((0, 3), np.int64)
     meta = {"recipe": json.dumps(recipe.to_dict(), sort_keys=True), "recipe_key": recipe.key(),
             "encoder": recipe.encoder, "slides": str(len(slides)), "slides_used": str(len(prepared)),
             "seconds": f"{time.perf_counter() - started:.2f}"}

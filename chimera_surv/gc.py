@@ -62,11 +62,11 @@ def read_inputs_json(input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if isinstance(entries, dict):
             entries = [entries]
         if not isinstance(entries, list):
-            raise ValueError(f"expected a list, got {type(entries).__name__}")
+            raise TypeError(f"expected a list, got {type(entries).__name__}")
         return [e for e in entries if isinstance(e, dict)], []
     except FileNotFoundError:
         issue = "inputs.json missing: sockets rebuilt from the organisers' folder layout"
-    except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+    except (OSError, ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
         issue = f"inputs.json unreadable ({exc}): sockets rebuilt from the organisers' folder layout"
     entries = []
     for relative, slug in KNOWN_RELATIVE_PATHS.items():

@@ -13,9 +13,10 @@ import logging
 import math
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chimera_surv.case import Case
 from chimera_surv.gc import finite_output, read_case

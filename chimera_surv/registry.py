@@ -6,7 +6,8 @@ A component is registered under a name and rebuilt from ``{"name": ..., **kwargs
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 

@@ -23,8 +23,8 @@ def write_wsi(path: Path | str, rgb: np.ndarray, mpp: float, quality: int = 70, 
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
     image = pyvips.Image.new_from_array(np.ascontiguousarray(rgb)).copy(interpretation="srgb")
-    options: dict[str, Any] = dict(tile=True, tile_width=tile, tile_height=tile, pyramid=True, bigtiff=True,
-                                   compression="jpeg", Q=quality)
+    options: dict[str, Any] = {"tile": True, "tile_width": tile, "tile_height": tile, "pyramid": True,
+                               "bigtiff": True, "compression": "jpeg", "Q": quality}
     if resolution:
         options.update(xres=1000.0 / mpp, yres=1000.0 / mpp, resunit="cm")  # pyvips res is px/mm
     image.tiffsave(str(path), **options)

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from chimera_surv.bundle import (BundleError, BundlePrediction, ModalityInputs, MemberSpec, NoUsableModality,
-                                 load_bundle, make_batch, save_bundle)
+from chimera_surv.bundle import (
+    BundleError,
+    BundlePrediction,
+    MemberSpec,
+    ModalityInputs,
+    NoUsableModality,
+    load_bundle,
+    make_batch,
+    save_bundle,
+)
 from chimera_surv.features import Bag, FeatureRecipe
 from chimera_surv.models import build_network
 from chimera_surv.preprocess import ClinicalEncoder, RNANormaliser

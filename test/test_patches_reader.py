@@ -32,7 +32,7 @@ def _naive(wsi_path: Path, grid, index: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("mpp", [0.25, 0.5, 0.6])
-@pytest.mark.parametrize("backend", ["pyvips", "openslide"])
+@pytest.mark.parametrize("backend", ["tiles", "pyvips", "openslide"])
 def test_block_reads_equal_one_read_per_patch(setup, mpp: float, backend: str) -> None:
     _, wsi_path, grids = setup
     grid = grids[mpp]
@@ -83,7 +83,7 @@ def test_batches_cover_the_grid_in_order(setup) -> None:
     assert np.array_equal(idx0, again[0]) and np.array_equal(pix0, again[1])
 
 
-@pytest.mark.parametrize("backend", ["pyvips", "openslide"])
+@pytest.mark.parametrize("backend", ["tiles", "pyvips", "openslide"])
 def test_corrupt_tile_skips_only_the_patches_on_it(setup, backend: str) -> None:
     directory, wsi_path, grids = setup
     bad = directory / f"bad_{backend}.tif"

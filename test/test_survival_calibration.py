@@ -150,7 +150,6 @@ def test_probability_calibrations():
 def test_km_quantile_tail_stays_below_the_follow_up_cap_and_strictly_ordered():
     """Beyond the KM plateau the extrapolation is compressed: the lowest risks get long but plausible times."""
     import pandas as pd
-
     from conftest import SHARED
 
     real = pd.read_csv(SHARED / "reference/chimera/bladder-rec.csv")

@@ -71,7 +71,7 @@ def extract_all(patients: list[Patient], config: dict[str, Any], work: Path, mod
                                                  encoder_root=encoder_root)
                     record.update(values=[float(v) for v in np.asarray(values, dtype=np.float64)],
                                   names=list(names))
-                except Exception as err:  # a broken MRI is a missing modality for this patient, not a failed run
+                except Exception as err:  # noqa: BLE001 - a broken MRI is a missing modality, not a failed run
                     record["error"] = f"{type(err).__name__}: {err}"
                     counts["failed"] += 1
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def inner_split(indices: tuple[int, ...] | list[int], outcome: list[int], cohort
     indices = np.asarray(indices)
     sub_outcome = [outcome[i] for i in indices]
     sub_cohorts = [cohorts[i] for i in indices]
-    n_val = max(2, int(round(fraction * len(indices))))
+    n_val = max(2, round(fraction * len(indices)))
     labels = strata(sub_outcome, sub_cohorts, 2)
     if min(Counter(labels.tolist()).values()) < 2:
         labels = np.zeros(len(indices), dtype=int)

@@ -167,7 +167,7 @@ def fit_members(ctx: RunContext) -> list[dict[str, Any]]:
         record = _cached(path, ctx)
         if record is None or not weights.is_file():
             # The member's own held-out fold is its early-stopping set; it is never reported as a score.
-            record, network, enc, net_cfg, dims = _run_member(ctx, arch, split)
+            record, network, *_ = _run_member(ctx, arch, split)
             weights.parent.mkdir(parents=True, exist_ok=True)
             state = {k: v.detach().contiguous() for k, v in sorted(network.state_dict().items())}
             save_file(state, str(weights))

@@ -68,9 +68,9 @@ def cv_summary(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[str
 def _markdown(summary: dict[str, Any], ensemble: dict[str, Any]) -> str:
     metric = summary["metric"]
     lines = ["# Training report", "",
-             f"Metric: **{metric}**. Early stopping and model selection used an inner split of each training fold "
-             "only; preprocessing was fitted on the training fold only. Differences below ~0.05 are noise at this "
-             "cohort size.", "", "## Cross-validation (same folds for every architecture)", "",
+             (f"Metric: **{metric}**. Early stopping and model selection used an inner split of each training fold "
+              "only; preprocessing was fitted on the training fold only. Differences below ~0.05 are noise at this "
+              "cohort size."), "", "## Cross-validation (same folds for every architecture)", "",
              f"| architecture | modalities | fold mean ± sd | pooled {metric} (95% CI, repeat 0) |", "|---|---|---|---|"]
     for name, row in summary["architectures"].items():
         p = row["pooled"][0]
@@ -85,9 +85,9 @@ def _markdown(summary: dict[str, Any], ensemble: dict[str, Any]) -> str:
     else:
         lines.append("Only one cohort in the data: no cohort-held-out rows.")
     lines += ["", "## Exported ensemble", "",
-              f"Out-of-fold {metric} of the ensemble members (each patient scored by the member that did not train "
-              f"on it; that fold also stopped the member, so this is optimistic and not a validation score): "
-              f"{ensemble['oof_metric']:.3f}.", "",
+              (f"Out-of-fold {metric} of the ensemble members (each patient scored by the member that did not "
+               f"train on it; that fold also stopped the member, so this is optimistic and not a validation score): "
+               f"{ensemble['oof_metric']:.3f}."), "",
               "Figures: `km_by_risk_group.png`, `predicted_vs_km.png`, `training_curves.png`.", ""]
     return "\n".join(lines)
 
