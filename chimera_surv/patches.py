@@ -149,7 +149,7 @@ class RegionReader:
                 self._pages = _pyvips_pages(Path(block.path), self._wsi.level_dimensions)
                 raise
         downsample = self._wsi.level_downsamples[block.level]
-        return self._wsi.read_region(block.x0 + int(round(x * downsample)), block.y0 + int(round(y * downsample)),
+        return self._wsi.read_region(block.x0 + round(x * downsample), block.y0 + round(y * downsample),
                                      block.level, width, height)
 
     def close(self) -> None:
@@ -314,8 +314,8 @@ class PatchBatches:
         loader_kwargs: dict[str, Any] = {}
         if self.num_workers > 0:
             # forkserver: a clean process per worker, never a fork of a parent holding libvips/openslide threads
-            loader_kwargs = dict(prefetch_factor=self.prefetch, worker_init_fn=_worker_init,
-                                 multiprocessing_context=_worker_context(), persistent_workers=False)
+            loader_kwargs = {"prefetch_factor": self.prefetch, "worker_init_fn": _worker_init,
+                             "multiprocessing_context": _worker_context(), "persistent_workers": False}
         loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=self.num_workers,
                                              pin_memory=self.pin_memory, **loader_kwargs)
         carry_idx: list[torch.Tensor] = []  # fewer than batch_size patches, all of the current slide

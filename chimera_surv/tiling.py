@@ -73,7 +73,7 @@ def tissue_grid(wsi: WSI, mask: TissueMask, target_mpp: float = 0.5, patch_size:
     level = wsi.best_level(target_mpp)
     level_mpp = wsi.level_mpp(level)
     ratio = target_mpp / level_mpp
-    read_size = patch_size if abs(ratio - 1.0) <= 0.05 else int(round(patch_size * ratio))
+    read_size = patch_size if abs(ratio - 1.0) <= 0.05 else round(patch_size * ratio)
     width, height = wsi.level_dimensions[level]
     columns, rows = width // read_size, height // read_size
     downsample = wsi.level_downsamples[level]
@@ -94,7 +94,7 @@ def hilbert_index(cells: np.ndarray, order: int | None = None) -> np.ndarray:
     """Position of each (column, row) cell along a Hilbert curve: neighbours on the curve are neighbours in space."""
     cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
     if order is None:
-        order = max(1, int(math.ceil(math.log2(max(2, int(cells.max(initial=1)) + 1)))))
+        order = max(1, math.ceil(math.log2(max(2, int(cells.max(initial=1)) + 1))))
     side = 1 << order
     x, y = cells[:, 0].copy(), cells[:, 1].copy()
     index = np.zeros(len(cells), dtype=np.int64)
@@ -140,7 +140,7 @@ def split_budget(counts: list[int], budget: int | None) -> list[int | None]:
     if budget is None or total <= budget:
         return [None] * len(counts)
     exact = [budget * c / total for c in counts]
-    shares = [int(math.floor(e)) for e in exact]
+    shares = [math.floor(e) for e in exact]
     for i in sorted(range(len(counts)), key=lambda i: (-(exact[i] - shares[i]), i))[: budget - sum(shares)]:
         shares[i] += 1
     return shares

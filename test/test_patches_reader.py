@@ -106,3 +106,25 @@ def test_integer_reduction_is_a_box_filter_and_other_factors_resize() -> None:
     assert reduced.shape == (224, 224, 3) and np.all(reduced == 50)
     assert resize_patch(patch[:269, :269], 224).shape == (224, 224, 3)
     assert resize_patch(patch[:224, :224], 224) is not None
+
+
+def test_tile_decoder_serves_every_level_without_pyvips(setup) -> None:
+    """The default backend really decodes the tiles itself (no silent fallback) and matches pyvips exactly."""
+    _, wsi_path, grids = setup
+    block = plan_blocks([SlideGrid(0, wsi_path, (0.25, 0.25), grids[0.25])])[0]
+    tiles, vips = RegionReader(), RegionReader("pyvips")
+    ours = tiles.read(block, 0, 0, block.width, block.height)
+    assert len(tiles._tiles.pages) == tiles._wsi.level_count and tiles._pages == {}
+    assert np.array_equal(ours, vips.read(block, 0, 0, block.width, block.height))
+    tiles.close(), vips.close()
+
+
+def test_batches_are_full_except_at_the_end_of_a_slide(setup) -> None:
+    """Blocks are re-batched without copies; boundaries do not depend on block sizes, only on each slide's order."""
+    _, wsi_path, grids = setup
+    items = [SlideGrid(0, wsi_path, (0.25, 0.25), grids[0.25]),
+             SlideGrid(1, wsi_path, (0.25, 0.25), grids[0.5], start=len(grids[0.25]))]
+    sizes = [len(idx) for idx, _ in PatchBatches(plan_blocks(items), batch_size=24)]
+    expected = [24] * (len(grids[0.25]) // 24) + ([len(grids[0.25]) % 24] if len(grids[0.25]) % 24 else [])
+    expected += [24] * (len(grids[0.5]) // 24) + ([len(grids[0.5]) % 24] if len(grids[0.5]) % 24 else [])
+    assert sizes == expected

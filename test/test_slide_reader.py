@@ -98,7 +98,7 @@ def test_corrupt_tile_raises_then_the_handle_recovers(tmp_path: Path, slide_file
 
 @pytest.mark.parametrize("values", [1, 255])
 def test_mask_01_and_0255_give_the_same_tissue(tmp_path: Path, slide_files, values: int) -> None:
-    wsi_path, mask_path, truth = slide_files
+    wsi_path, _, truth = slide_files
     expected = truth[MASK_SCALE // 2::MASK_SCALE, MASK_SCALE // 2::MASK_SCALE]
     scaled = tmp_path / f"mask_{values}.tif"
     write_mask(scaled, expected.astype(np.uint8) * values, 4.0)
@@ -129,7 +129,7 @@ def test_threshold_estimate_finds_the_tissue(slide_files) -> None:
     wsi_path, _, truth = slide_files
     with open_slide(wsi_path) as wsi:
         estimate = estimate_tissue_mask(wsi, max_side=1024)
-    step = int(round(estimate.scale[0]))
+    step = round(estimate.scale[0])
     reference = truth[step // 2::step, step // 2::step][: estimate.tissue.shape[0], : estimate.tissue.shape[1]]
     iou = (estimate.tissue & reference).sum() / (estimate.tissue | reference).sum()
     assert estimate.source == "threshold"

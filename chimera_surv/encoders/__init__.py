@@ -7,6 +7,7 @@ loads `<encoder_root>/<name>/<file>` with a strict key/shape check. Importing th
 from __future__ import annotations
 
 from chimera_surv.encoders import (
+    conch,  # noqa: F401  (registers CONCH v1)
     mri,  # noqa: F401  (registers the MRI entries)
     pathology,  # noqa: F401  (registers the pathology entries)
 )

@@ -53,6 +53,7 @@ class EncoderSpec:
     seeded: bool = False  # may be built from a fixed seed without a weight file (test encoder only)
     strip_prefixes: tuple[str, ...] = ("module.",)  # removed from checkpoint keys (DataParallel, wrappers)
     ignore_prefixes: tuple[str, ...] = ()  # checkpoint keys the truncated architecture does not use
+    keep_prefix: str = ""  # if set, only checkpoint keys under it are used, without it (CONCH: "visual.")
     t4_patches_per_s: float = 200.0  # reference end-to-end throughput on a T4 for the patch budget
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -157,6 +158,10 @@ def _normalise_keys(spec: EncoderSpec, tensors: dict[str, Any]) -> dict[str, Any
     for key, value in tensors.items():
         for prefix in spec.strip_prefixes:
             key = key.removeprefix(prefix)
+        if spec.keep_prefix:
+            if not key.startswith(spec.keep_prefix):
+                continue
+            key = key.removeprefix(spec.keep_prefix)
         if any(key.startswith(p) for p in spec.ignore_prefixes):
             continue
         cleaned[key] = value
@@ -169,7 +174,8 @@ def checkpoint_shapes(path: Path) -> dict[str, list[int]]:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as handle:
-            return {k: list(handle.get_slice(k).get_shape()) for k in handle.keys()}
+            names = handle.keys()  # a safetensors handle, not a dict: it is not iterable itself
+            return {k: list(handle.get_slice(k).get_shape()) for k in names}
     return {k: list(v.shape) for k, v in _load_tensors(path).items()}
 
 
@@ -264,7 +270,7 @@ def write_encoder_weights(name: str, encoder_root: Path | str, seed: int = 0,
     model = seeded_init_(ENCODERS.build(name), seed=seed)
     target = Path(encoder_root) / name / (file_name or next(f for f in spec.weight_files if f.endswith(".safetensors")))
     target.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict_for_weights().items()}
+    state = {spec.keep_prefix + k: v.contiguous() for k, v in model.state_dict_for_weights().items()}
     save_file(state, str(target), metadata={"encoder": name, "init": f"seeded:{seed}"})
     return target
 

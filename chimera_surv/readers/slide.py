@@ -9,12 +9,13 @@ Errors are `SlideError` with a readable message; a corrupt or truncated file fai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -137,10 +138,8 @@ class WSI:
         return self.read_region(0, 0, level, width, height)
 
     def _reopen(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a broken handle may fail to close; we replace it anyway
             self._handle.close()
-        except Exception:  # noqa: BLE001 - a broken handle may fail to close; we replace it anyway
-            pass
         self._handle = _open_openslide(self.path)
 
     def close(self) -> None:
@@ -148,7 +147,7 @@ class WSI:
             self._handle.close()
             self._handle = None
 
-    def __enter__(self) -> WSI:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -42,7 +42,7 @@ class TiledPage:
             raise SlideError(f"missing or truncated tile ({tx}, {ty}): {len(data)} of {count} bytes")
         try:
             tile = self._decode(data, index, jpegtables=self._tables)[0]
-        except Exception as error:  # noqa: BLE001 - any codec error means an unreadable tile
+        except Exception as error:  # any codec error means an unreadable tile
             raise SlideError(f"undecodable tile ({tx}, {ty}): {str(error).strip()[:120]}") from error
         if tile is None:
             raise SlideError(f"undecodable tile ({tx}, {ty})")
