@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from chimera_surv.gc import UnknownTaskError, all_tasks, write_output
-from chimera_surv.predict import predict_case
+from chimera_surv.predict import Prediction, predict_case
 
 log = logging.getLogger("inference")
 
@@ -43,38 +43,42 @@ def check_writable(output_dir: Path) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)
+def run_case(input_dir: Path, output_dir: Path, model_dir: Path, cache_dir: Path | None = None,
+             device: str | None = None) -> Prediction | None:
+    """Predict one case and write its output file; what `main` does after parsing arguments.
+
+    Returns the prediction, or None when the task could not be told (every task's constant is then written).
+    Raises OSError only when the output cannot be written.
+    """
+    check_writable(output_dir)
     try:
-        check_writable(args.output)
-    except OSError as exc:
-        print(f"ERROR: output folder {args.output} is not writable: {exc}", file=sys.stderr)
-        return 2
-    try:
-        prediction = predict_case(args.input, args.model, cache_dir=args.cache, device=args.device)
-    except UnknownTaskError as exc:
+        prediction = predict_case(input_dir, model_dir, cache_dir=cache_dir, device=device)
+    except Exception as exc:  # noqa: BLE001 - UnknownTaskError, or an input tree that cannot even be listed
         # Without a task we cannot name the output socket: answer every task's file with its constant.
-        log.warning("DEGRADED %s", json.dumps({"stage": "input", "cause": str(exc),
+        cause = str(exc) if isinstance(exc, UnknownTaskError) else f"{type(exc).__name__}: {exc}"
+        log.warning("DEGRADED %s", json.dumps({"stage": "input", "cause": cause,
                                                "action": "writing every task's constant"}, sort_keys=True))
-        try:
-            for task in all_tasks():
-                write_output(args.output, task, task.fallback_value)
-        except OSError as write_exc:
-            print(f"ERROR: cannot write to {args.output}: {write_exc}", file=sys.stderr)
-            return 2
-        return 0
-    try:
-        path = write_output(args.output, prediction.task, prediction.value)
-    except OSError as exc:
-        print(f"ERROR: cannot write {prediction.task.output_file} to {args.output}: {exc}", file=sys.stderr)
-        return 2
+        for task in all_tasks():
+            write_output(output_dir, task, task.fallback_value)
+        return None
+    path = write_output(output_dir, prediction.task, prediction.value)
     log.info("RESULT %s", json.dumps({
         "task": prediction.task.id, "case": prediction.case_id, "value": prediction.value,
         "provenance": prediction.provenance(), "degraded": len(prediction.degraded),
         "seconds": round(prediction.seconds, 3), "peak_rss_mb": round(prediction.peak_rss_mb, 1),
         "output": str(path)}, sort_keys=True))
+    return prediction
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
+    try:
+        run_case(args.input, args.output, args.model, cache_dir=args.cache, device=args.device)
+    except OSError as exc:
+        print(f"ERROR: output folder {args.output} is not writable: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

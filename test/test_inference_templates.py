@@ -109,3 +109,19 @@ def test_unwritable_output_exits_non_zero_with_a_clear_message(templates, tmp_pa
     result = run_inference(templates[3][0], blocker / "out", tmp_path / "no-model")
     assert result.returncode != 0
     assert "not writable" in result.stderr
+
+
+def test_an_unreadable_input_tree_still_ends_with_numbers(tmp_path, monkeypatch):
+    """An exception no reader anticipated (here: listing the input fails) costs the prediction, not the job."""
+    import inference
+    from chimera_surv import gc
+
+    def unreadable(_input_dir):
+        raise PermissionError("Permission denied: '/input/images'")
+
+    monkeypatch.setattr(gc, "read_case", unreadable)
+    monkeypatch.setattr("chimera_surv.predict.read_case", unreadable)
+    assert inference.main(["--input", str(tmp_path), "--output", str(tmp_path / "out"), "--model", str(tmp_path)]) == 0
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(t.output_file for t in TASKS.values())
+    assert all(math.isfinite(json.loads((tmp_path / "out" / name).read_text())) for name in written)

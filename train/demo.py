@@ -2,9 +2,9 @@
 cohorts, then let the container predict held-out synthetic grand-challenge cases and score them against the oracle.
 
 Steps per task: synthetic training cohort (CHIMERA training layout) → `train` steps extract, fit, export into
-`<out>/<task name>/` → held-out cases in the grand-challenge layout (a different patient stream) → the container's
-`predict_case` (what inference.py runs; `--subprocess` runs `python inference.py` itself per case) → a table and the
-held-out C-index (AUC for Task 2) beside the oracle value of the latent risk.
+`<out>/<task name>/` → held-out cases in the grand-challenge layout (a different patient stream) → inference.py's
+`run_case` in this process, scored from the JSON file it wrote (`--subprocess`: `python inference.py` per case) →
+a table and the held-out C-index (AUC for Task 2) beside the oracle value of the latent risk.
 """
 
 from __future__ import annotations
@@ -75,12 +75,13 @@ def predict(case: Path, model: Path, output: Path, use_subprocess: bool) -> tupl
         line = next(l for l in result.stdout.splitlines() if "RESULT" in l)
         record = json.loads(line.split("RESULT", 1)[1])
         return float(record["value"]), record["provenance"], time.perf_counter() - started
-    from chimera_surv.gc import write_output
-    from chimera_surv.predict import predict_case
+    from inference import run_case  # inference.py's own code path, without a new interpreter per case
 
-    prediction = predict_case(case, model)
-    write_output(output, prediction.task, prediction.value)
-    return prediction.value, prediction.provenance(), time.perf_counter() - started
+    prediction = run_case(case, output, model)
+    if prediction is None:
+        raise RuntimeError(f"{case}: the task could not be told")
+    written = json.loads((output / prediction.task.output_file).read_text())
+    return float(written), prediction.provenance(), time.perf_counter() - started
 
 
 def score(task: int, truth: list[dict[str, Any]], values: list[float]) -> tuple[float, float, str]:
