@@ -1,9 +1,10 @@
 """Read the patches of a tissue grid fast: one region read per block of neighbouring patches, in worker processes.
 
 Why: one `read_region` per patch decodes every TIFF tile under a patch again and pays the call overhead each time;
-reading a block of neighbouring patches at once decodes each tile about once. pyvips region fetches run 2-4x faster
-than openslide's `read_region` on the same tiled TIFF (ecosystem.md §1c), so pyvips is the default backend and
-openslide stays available (and is used for any level pyvips cannot map to a TIFF page).
+reading a block of neighbouring patches at once decodes each tile about once. The default backend is our own tile
+decoder (`readers/tiles.py`), which writes tiles straight into the patches and can do exact 2x/4x/8x reductions in
+the JPEG DCT domain; pyvips (2-4x faster than openslide's `read_region`, ecosystem.md §1c) serves the levels it
+cannot read, and openslide any level pyvips cannot map to a TIFF page.
 
 Batches are uint8 (B, 3, P, P) tensors with the global patch indices beside them, so the bag comes out in grid order
 whatever the number of workers. Memory is bounded by (workers x prefetch x one block), never by the slide size.
@@ -26,6 +27,7 @@ import torch
 from PIL import Image
 
 from chimera_surv.readers.slide import SlideError, open_slide
+from chimera_surv.readers.tiles import DCT_SCALES
 from chimera_surv.tiling import PatchGrid
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Block:
     patch_size: int
     members: tuple[int, ...]
     offsets: tuple[tuple[int, int], ...]
+    decode_scale: int = 1  # >1: an exact read_size/patch_size reduction done in the JPEG DCT domain if possible
 
 
 @dataclass
@@ -67,13 +70,25 @@ class SlideGrid:
     tile: int = 256  # TIFF tile size at the grid's level: blocks are aligned to it when the sizes allow
 
 
-def plan_blocks(slides: list[SlideGrid], block_pixels: int = BLOCK_PIXELS) -> list[Block]:
-    """Group each slide's patches into square blocks of cells; the plan does not depend on the worker count."""
+def decode_scale(read_size: int, patch_size: int, scaled_decode: bool = True) -> int:
+    """The DCT-domain reduction for a grid: read_size / patch_size when that is exactly 2, 4 or 8, else 1."""
+    factor, rest = divmod(read_size, patch_size)
+    return factor if scaled_decode and rest == 0 and factor in DCT_SCALES else 1
+
+
+def plan_blocks(slides: list[SlideGrid], block_pixels: int = BLOCK_PIXELS,
+                scaled_decode: bool = True) -> list[Block]:
+    """Group each slide's patches into square blocks of cells; the plan does not depend on the worker count.
+
+    `scaled_decode` lets exact 2x/4x/8x reductions be decoded at that scale in the DCT domain (see
+    `readers/tiles.py`) instead of decoded in full and box-filtered; it changes pixels slightly.
+    """
     blocks: list[Block] = []
     for item in slides:
         grid = item.grid
         if len(grid) == 0:
             continue
+        scale = decode_scale(grid.read_size, grid.patch_size, scaled_decode)
         cells_per_block = _cells_per_block(grid.read_size, item.tile, block_pixels)
         key_col, key_row = grid.cells[:, 0] // cells_per_block, grid.cells[:, 1] // cells_per_block
         order = np.lexsort((grid.cells[:, 0], grid.cells[:, 1], key_col, key_row))
@@ -91,7 +106,7 @@ def plan_blocks(slides: list[SlideGrid], block_pixels: int = BLOCK_PIXELS) -> li
                 height=(r1 - r0) * grid.read_size, read_size=grid.read_size, patch_size=grid.patch_size,
                 members=tuple(int(item.start + g) for g in group),
                 offsets=tuple(((int(c) - c0) * grid.read_size, (int(r) - r0) * grid.read_size)
-                              for c, r in zip(cols, rows))))
+                              for c, r in zip(cols, rows)), decode_scale=scale))
     return blocks
 
 
@@ -133,6 +148,29 @@ class RegionReader:
             self._tiles = TiledTiff(Path(block.path), self._wsi.level_dimensions)
         if self.backend != "openslide" and (self._tiles is None or len(self._tiles.pages) < self._wsi.level_count):
             self._pages = _pyvips_pages(Path(block.path), self._wsi.level_dimensions)
+
+    def read_patches(self, block: Block, which: list[int] | None = None) -> np.ndarray:
+        """uint8 (k, P, P, 3): the block's patches (or those at positions `which`), resized to `patch_size`.
+
+        The tile decoder writes tiles straight into the patches when no resize is needed or the reduction can be
+        done in the DCT domain (`block.decode_scale`); otherwise one region is read and cut (box filter for
+        integer factors, bilinear for others).
+        """
+        self._open(block)
+        which = list(range(len(block.members))) if which is None else which
+        size, psize = block.read_size, block.patch_size
+        tiled = self._tiles.pages.get(block.level) if self._tiles is not None else None
+        scale = 1 if size == psize else block.decode_scale
+        if tiled is not None and size == psize * scale and tiled.can_scale(scale):
+            cells = np.asarray([block.offsets[i] for i in which], dtype=np.int64).reshape(-1, 2) // size
+            return tiled.read_cells(block.lx, block.ly, cells, size, scale)
+        if len(which) == 1:  # one patch (the fallback after a failed block): read just that square
+            dx, dy = block.offsets[which[0]]
+            out = np.empty((1, psize, psize, 3), np.uint8)  # writable, like every other path (torch wants it)
+            out[0] = resize_patch(self.read(block, dx, dy, size, size), psize)
+            return out
+        region = self.read(block, 0, 0, block.width, block.height)
+        return _cut(region, block, which)
 
     def read(self, block: Block, x: int, y: int, width: int, height: int) -> np.ndarray:
         """RGB uint8 (height, width, 3) at `block.level`, (x, y) relative to the block's corner in level px."""
@@ -206,34 +244,39 @@ def resize_patch(patch: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.BILINEAR))
 
 
-def _cut(region: np.ndarray, block: Block) -> list[np.ndarray]:
-    """The block's patches; an integer-factor reduction is done once on the region (identical to per patch)."""
+def _cut(region: np.ndarray, block: Block, which: list[int]) -> np.ndarray:
+    """The patches at positions `which` as one array; an integer-factor reduction is done once on the region
+    (identical to per patch)."""
     size, psize = block.read_size, block.patch_size
+    out = np.empty((len(which), psize, psize, 3), np.uint8)
     if size != psize and size % psize == 0:
         factor = size // psize
-        small = np.asarray(Image.fromarray(np.ascontiguousarray(region)).reduce(factor))
-        return [small[dy // factor:dy // factor + psize, dx // factor:dx // factor + psize]
-                for dx, dy in block.offsets]
-    return [resize_patch(region[dy:dy + size, dx:dx + size], psize) for dx, dy in block.offsets]
+        region = np.asarray(Image.fromarray(np.ascontiguousarray(region)).reduce(factor))
+        size = psize
+    else:
+        factor = 1
+    for k, i in enumerate(which):
+        dx, dy = block.offsets[i][0] // factor, block.offsets[i][1] // factor
+        out[k] = resize_patch(region[dy:dy + size, dx:dx + size], psize)
+    return out
 
 
 def read_block(reader: RegionReader, block: Block) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(indices, uint8 patches (k, P, P, 3), skipped indices): one region read, patch reads only after a failure."""
-    size, psize = block.read_size, block.patch_size
+    """(indices, uint8 patches (k, P, P, 3), skipped indices): one block read, patch reads only after a failure."""
+    psize = block.patch_size
+    try:
+        return np.asarray(block.members, dtype=np.int64), reader.read_patches(block), []
+    except SlideError:
+        pass
     patches: list[np.ndarray] = []
     kept: list[int] = []
     skipped: list[int] = []
-    try:
-        region = reader.read(block, 0, 0, block.width, block.height)
-        patches = _cut(region, block)
-        kept = list(block.members)
-    except SlideError:
-        for index, (dx, dy) in zip(block.members, block.offsets):
-            try:
-                patches.append(resize_patch(reader.read(block, dx, dy, size, size), psize))
-                kept.append(index)
-            except SlideError:
-                skipped.append(index)
+    for position, index in enumerate(block.members):
+        try:
+            patches.append(reader.read_patches(block, [position])[0])
+            kept.append(index)
+        except SlideError:
+            skipped.append(index)
     stacked = np.stack(patches) if patches else np.zeros((0, psize, psize, 3), np.uint8)
     return np.asarray(kept, dtype=np.int64), stacked, skipped
 

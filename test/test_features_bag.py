@@ -146,3 +146,25 @@ def test_truncated_tiles_are_skipped_and_counted(files, tmp_path: Path) -> None:
 def test_real_encoders_require_their_weights(files, tmp_path: Path) -> None:
     with pytest.raises(MissingWeights, match=str(tmp_path / "uni")):
         extract_case_bag([SlideInput(0, files["a"], files["a_mask"])], FeatureRecipe(encoder="uni"), tmp_path)
+
+
+def test_scaled_decode_is_part_of_the_recipe_and_reaches_the_reader(files, monkeypatch) -> None:
+    on, off = FeatureRecipe(encoder="uni"), FeatureRecipe(encoder="uni", scaled_decode=False)
+    assert on.scaled_decode and on.key() != off.key()
+    # with the DCT path on, only the tiles backend uses it: the backend becomes part of the key
+    assert FeatureRecipe(encoder="uni", backend="pyvips").key() != on.key()
+    assert FeatureRecipe(encoder="uni", backend="pyvips", scaled_decode=False).key() == off.key()
+    # a recipe stored before the option existed (e.g. in a bundle) was extracted with the box filter
+    stored = {k: v for k, v in on.to_dict().items() if k != "scaled_decode"}
+    assert FeatureRecipe.from_dict(stored) == off
+    seen = []
+    real = features_module.plan_blocks
+
+    def spy(items, **kwargs):
+        seen.append(kwargs.get("scaled_decode"))
+        return real(items, **kwargs)
+
+    monkeypatch.setattr(features_module, "plan_blocks", spy)
+    for recipe in (_recipe(max_patches=4), _recipe(max_patches=4, scaled_decode=False)):
+        extract_case_bag([SlideInput(0, files["a"], files["a_mask"])], recipe, None)
+    assert seen == [True, False]
