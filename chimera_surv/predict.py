@@ -136,8 +136,8 @@ def modality_inputs(case: Case, bundle: Any, record: Any, degraded: DegradedLog,
 
 
 def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, device: str | None,
-                      degraded: DegradedLog) -> tuple[float, list[str], Any] | None:
-    """(value, modalities used, clinical record) from the task's bundle, or None to fall back to the prior."""
+                      degraded: DegradedLog) -> tuple[float, list[str]] | None:
+    """(value, modalities used) from the task's bundle, or None to fall back to the prior."""
     from chimera_surv.bundle import BundleError, ModalityInputs, load_bundle
 
     try:
@@ -155,7 +155,7 @@ def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, devic
                                (ModalityInputs(wsi=None, clinical=record, rna=None, mri=None), "using the prior")):
         try:
             result = bundle.predict(inputs_now)
-            return finite_output(result.value, case.task), list(result.used), record
+            return finite_output(result.value, case.task), list(result.used)
         except Exception as exc:  # noqa: BLE001
             degraded("model", f"{type(exc).__name__}: {exc}", action)
     return None
@@ -176,7 +176,11 @@ def prior_prediction(case: Case, degraded: DegradedLog) -> tuple[float, str] | N
 
 def predict_case(input_dir: Path | str, model_dir: Path | str, *, cache_dir: Path | None = None,
                  device: str | None = None) -> Prediction:
-    """Read, featurise, predict and calibrate one case. Raises only `UnknownTaskError` (see inference.py)."""
+    """Read, featurise, predict and calibrate one case.
+
+    Raises only when the case cannot be read at all (`UnknownTaskError`, or an input tree that cannot be listed);
+    inference.run_case then writes every task's constant.
+    """
     start = time.perf_counter()
     degraded = DegradedLog()
     case = read_case(input_dir)
@@ -189,7 +193,7 @@ def predict_case(input_dir: Path | str, model_dir: Path | str, *, cache_dir: Pat
     result = attempt(degraded, "bundle", "using the clinical prior",
                      lambda: bundle_prediction(case, model_dir, cache_dir, device, degraded))
     if result is not None:
-        value, used, _record = result
+        value, used = result
         prediction = Prediction(task, value, f"bundle:{task.name}", used)
     else:
         prior = prior_prediction(case, degraded)

@@ -114,12 +114,10 @@ def test_unwritable_output_exits_non_zero_with_a_clear_message(templates, tmp_pa
 def test_an_unreadable_input_tree_still_ends_with_numbers(tmp_path, monkeypatch):
     """An exception no reader anticipated (here: listing the input fails) costs the prediction, not the job."""
     import inference
-    from chimera_surv import gc
 
     def unreadable(_input_dir):
         raise PermissionError("Permission denied: '/input/images'")
 
-    monkeypatch.setattr(gc, "read_case", unreadable)
     monkeypatch.setattr("chimera_surv.predict.read_case", unreadable)
     assert inference.main(["--input", str(tmp_path), "--output", str(tmp_path / "out"), "--model", str(tmp_path)]) == 0
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
