@@ -107,6 +107,31 @@ def test_heads_outputs():
     assert bounded(x)["risk"].abs().max() <= 3.0
 
 
+def test_deephit_event_probability_risk():
+    """risk = logit P(T ≤ h), exact from the logits; it can rank differently from −E[T] and never saturates."""
+    times = [0.0, 10.0, 20.0, 30.0, 40.0]
+    head = HEADS.build({"name": "deephit", "n_bins": 5, "bin_times": times, "risk": "event_probability",
+                        "horizon": 0.0}, in_dim=5)
+    expected = HEADS.build({"name": "deephit", "n_bins": 5, "bin_times": times}, in_dim=5)
+    for h in (head, expected):
+        with torch.no_grad():
+            h.linear.weight.copy_(torch.eye(5))
+            h.linear.bias.zero_()
+    # A: half its mass at t = 0, half beyond the grid; B: all its mass at t = 10.
+    x = torch.tensor([[0.0, -30, -30, -30, -30], [-30.0, 30, -30, -30, -30]])
+    with torch.no_grad():
+        out, ref = head(x), expected(x)
+    f = out["pmf"][:, :1].sum(1).double()
+    assert torch.allclose(out["risk"].double(), torch.log(f / (1 - f)), atol=1e-4, rtol=1e-4)
+    assert out["risk"][0] > out["risk"][1] and ref["risk"][0] < ref["risk"][1]  # the two rankings disagree
+    assert torch.isfinite(out["risk"]).all() and out["risk"][1] < -50  # F ≈ e^-60: no log(0)
+    wide = HEADS.build({"name": "deephit", "n_bins": 5, "bin_times": times, "risk": "event_probability",
+                        "horizon": 1e9}, in_dim=5)
+    assert wide.horizon_bins == 5  # pycox: the beyond-grid class stays on the far side
+    with pytest.raises(ValueError, match="horizon"):
+        HEADS.build({"name": "deephit", "risk": "event_probability"}, in_dim=5)
+
+
 def test_crossattention_len1_is_linear_in_the_other_modality():
     """seed-methods §1.2/§4.2: with M=2 the attention over one key is a linear map of the other modality."""
     torch.manual_seed(8)

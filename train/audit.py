@@ -67,8 +67,11 @@ def embedded_batch(net: nn.Module, enc: Any, data: Any, idx: list[int], modaliti
 
 
 def head_output(network_config: dict[str, Any]) -> str:
-    """DeepHit members are audited on E[T] (months), every other head on its `risk` (Cox log-risk, logit)."""
-    return "expected_time" if (network_config.get("head") or {}).get("name") == "deephit" else "risk"
+    """DeepHit members ranking by −E[T] are audited on E[T] (months); every other head (and a DeepHit head
+    ranking by the event probability at a horizon) on its `risk` (Cox log-risk, logit)."""
+    head = network_config.get("head") or {}
+    expected = head.get("name") == "deephit" and head.get("risk", "expected_time") == "expected_time"
+    return "expected_time" if expected else "risk"
 
 
 def _same_json(a: Any, b: Any) -> bool:
