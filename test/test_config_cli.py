@@ -3,6 +3,8 @@ key path, every shipped config loads, the docs list every key, and a user error 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,15 @@ def test_python_m_train_user_errors_are_one_line(tmp_path, capsys):
     config.write_text("task: [3\n")
     assert train_main([str(config)]) == 2
     assert capsys.readouterr().err.startswith(f"error: {config}: not valid YAML")
+
+
+def test_the_command_line_prints_one_line_and_no_traceback(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("task: 3\ntrain: {epoch: 3}\n")
+    result = subprocess.run([sys.executable, "-m", "train", str(config)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {config}: train.epoch: unknown key (did you mean 'epochs'?)"
 
 
 def test_inference_with_a_missing_input_folder_exits_non_zero(tmp_path, capsys):

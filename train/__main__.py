@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except USER_ERRORS as exc:  # one clear line and a non-zero exit; the traceback goes to train.log
-        log.exception("user error")
+        if any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
+            log.exception("user error")
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -113,7 +113,7 @@ def render_html(summary: dict[str, Any], out: Path) -> str:
     body = [(f"<p class=\"note\">Metric: <b>{metric}</b>. Preprocessing fitted and early stopping done inside "
             "each training fold only. Headline numbers average all repeats. Differences below ~0.05 are noise at "
             "this cohort size.</p>"),
-            "<h2>Model chosen and why</h2>", table(["", ""], _choice_rows(summary))]
+            "<h2>Model chosen and why</h2>", table(["item", "value"], _choice_rows(summary))]
     candidates = (summary.get("model_choice") or {}).get("candidates") or {}
     if candidates:
         body.append(table(["candidate", f"pooled {metric} (mean over repeats)", "fold mean", "modalities"],
