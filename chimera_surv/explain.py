@@ -1,8 +1,8 @@
 """Attention heatmaps: where on each slide the ABMIL pooling looked, drawn over a thumbnail of the slide.
 
 Why: a pathologist checks a slide-based prediction by looking at the tissue the model weighted. The attention of
-every ensemble member over the case's patches (the network's `wsi_attention` output) is averaged, scaled per slide
-to [0, 1] (1 = the most-attended patch of that slide) and painted over a low-resolution level of the slide at each
+every ensemble member over the case's patches (the network's `wsi_attention` output) is averaged, ranked within
+each slide (0 = least, 1 = most attended; the title gives the max/min weight ratio) and painted over a low-resolution level of the slide at each
 patch's level-0 footprint. Used at inference only on request (`inference.py --explain DIR`, never able to fail the
 case) and by the training report for out-of-fold patients. Pixels only: no decision rests on this module.
 """
@@ -76,7 +76,12 @@ def draw_heatmap(slide_path: Path, coords: np.ndarray, weights: np.ndarray, patc
         thumb, scale = _thumbnail(wsi)
         side = patch_um / float(np.mean(wsi.mpp)) * scale  # patch side in thumbnail px
     weights = np.asarray(weights, dtype=float)
-    relative = weights / weights.max() if len(weights) and weights.max() > 0 else weights
+    # Rank within the slide (CLAM-style percentiles): raw ABMIL weights are often nearly uniform, and a linear
+    # scale would paint every patch the same colour. The title keeps the spread honest (max/min ratio).
+    relative = (np.argsort(np.argsort(weights)) / max(len(weights) - 1, 1)) if len(weights) > 1 else \
+        np.ones(len(weights))
+    spread = float(weights.max() / weights.min()) if len(weights) and weights.min() > 0 else float("inf")
+    title = f"{title}\n(most/least attended patch weight ratio {spread:.3g})"
     heat = np.full(thumb.shape[:2], np.nan)
     for (x0, y0), value in zip(np.asarray(coords), relative, strict=True):
         x, y = int(x0 * scale), int(y0 * scale)
@@ -88,7 +93,7 @@ def draw_heatmap(slide_path: Path, coords: np.ndarray, weights: np.ndarray, patc
     ax.set_axis_off()
     ax.set_title(title, fontsize=10)
     bar = fig.colorbar(shown, ax=ax, fraction=0.035, pad=0.02)
-    bar.set_label("attention (1 = most-attended patch of this slide)", fontsize=8)
+    bar.set_label("attention rank within this slide (0 = least, 1 = most attended)", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=200, bbox_inches="tight")
     plt.close(fig)
@@ -126,7 +131,8 @@ def explain_case(bundle: Any, inputs: Any, slides: list[Any], out_dir: Path, cas
                             case_id)
     rows = [[k, v if not isinstance(v, list) else ", ".join(map(str, v))] for k, v in prediction.items()]
     body = ("<p class=\"note\">Where the slide model looked: the attention of the attention-based multiple-instance "
-            "pooling, averaged over the ensemble members, scaled per slide so that 1 is the most-attended patch. "
+            "pooling, averaged over the ensemble members, ranked within each slide (1 = the most-attended "
+            "patch; the title gives how much more weight that patch got than the least-attended one). "
             "High attention means the patch weighed in the slide's summary, not that it is tumour or that it "
             "raised the risk.</p>" + table(["", "value"], rows)
             + "".join(img(f, f"Attention heatmap: {f.stem}") for f in figures))

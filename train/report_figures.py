@@ -218,31 +218,41 @@ def f1_vs_threshold(label: np.ndarray, prob: np.ndarray, path: Path) -> str:
     return _save(fig, path)
 
 
+def _reference(masker: str) -> str:
+    """What an absent data type is replaced by, in words (the audit's masker names)."""
+    if masker.startswith("mean"):
+        return "missing data = cohort average"
+    if masker.startswith("shuffle"):
+        return "missing data = other patients' values"
+    return f"missing data: {masker}"
+
+
 def intershap_figure(summary: dict[str, Any], path: Path) -> str:
     """How much of the prediction each data type carries alone and how much only their combination carries,
     mean ± SD over the ensemble members, one bar group per masker (the reference the absent data type gets)."""
     mods = list(summary["modalities"])
     maskers = list(summary["maskers"])
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.55 * (len(mods) + 2) * max(len(maskers), 1)))
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.7 * (len(mods) + 2) * max(len(maskers), 1)))
     labels, means, sds, colours = [], [], [], []
     for m_i, masker in enumerate(maskers):
         est = summary["maskers"][masker].get("orig_mean_abs") or next(iter(summary["maskers"][masker].values()))
         keys = mods + [k for k in est["shares_pct"] if k not in mods]
         extra = {k: v for k, v in est.items() if k.endswith("_pct") and k not in ("interaction_pct", "shares_pct")}
         for key in keys:
-            labels.append(f"{MODALITY_LABELS.get(key, key)} [{masker}]")
+            labels.append(f"{MODALITY_LABELS.get(key, key)}\n({_reference(masker)})")
             means.append(est["shares_pct"][key]["mean"])
             sds.append(est["shares_pct"][key]["sd"])
             colours.append(COLOURS[2] if key == "interaction" else COLOURS[m_i % 2])
         for key, value in extra.items():  # e.g. a three-way interaction term, once the audit computes it
-            labels.append(f"{key.removesuffix('_pct').replace('_', ' ')} [{masker}]")
+            labels.append(f"{key.removesuffix('_pct').replace('_', ' ')}\n({_reference(masker)})")
             means.append(value["mean"])
             sds.append(value["sd"])
             colours.append(COLOURS[2])
     y = np.arange(len(labels))[::-1]
     ax.barh(y, means, xerr=sds, color=colours, capsize=3)
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set(xlabel="share of the prediction's attribution (%), mean ± SD over ensemble members", xlim=(0, 100),
+    ax.set(xlabel="share of the prediction's attribution (%, InterSHAP), mean ± SD over ensemble members",
+           xlim=(0, 100),
            title="What the prediction rests on: each data type alone vs their interaction")
     fig.tight_layout()
     return _save(fig, path)

@@ -137,7 +137,8 @@ def render_html(summary: dict[str, Any], out: Path) -> str:
     heatmaps = summary.get("heatmaps") or []
     if heatmaps:
         body.append("<h2>Attention heatmaps (out-of-fold patients)</h2><p class=\"note\">Each patient drawn by the "
-                    "ensemble member that did not train on it; 1 = the most-attended patch of the slide. Attention "
+                    "ensemble member that did not train on it; colour = attention rank within the slide (1 = most "
+                    "attended; the title gives the max/min weight ratio). Attention "
                     "is where the slide summary looked, not a tumour map.</p>")
         for h in heatmaps:
             path = out / h["file"]
