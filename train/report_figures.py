@@ -32,9 +32,12 @@ def _save(fig: Any, path: Path) -> str:
 
 
 def risk_groups(risk: np.ndarray) -> np.ndarray:
-    """Tertiles of the predicted risk: 0 low, 1 intermediate, 2 high."""
+    """Tertiles of the predicted risk by rank (0 low, 1 intermediate, 2 high): equal-sized groups even when
+    scores tie (ties broken by patient order, deterministically)."""
     risk = np.asarray(risk, dtype=float)
-    return np.digitize(risk, np.quantile(risk, [1 / 3, 2 / 3]))
+    groups = np.empty(len(risk), dtype=int)
+    groups[np.argsort(risk, kind="stable")] = np.arange(len(risk)) * 3 // max(len(risk), 1)
+    return groups
 
 
 def km_by_risk_group(time: np.ndarray, event: np.ndarray, risk: np.ndarray, path: Path, subtitle: str) -> float:
