@@ -50,6 +50,11 @@ class Run:
         self.work = resolve_path(config["work_dir"], base)
         self.out = resolve_path(config["out"], base) if config.get("out") else Path("model") / self.task.name
         self.encoder_root = resolve_path(config.get("encoder_root"), base)
+        if str(config.get("device", "cpu")).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"device: {config['device']} but no GPU is visible; set `device: cpu`")
         _setup_logging(self.work)
         schema_source = config.get("schema") or self.task.id
         if isinstance(schema_source, str) and schema_source.endswith(".json"):
