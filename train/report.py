@@ -11,6 +11,7 @@ automatic selection fills in); the figures (train/report_figures.py), attention 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import numpy as np
 
 from chimera_surv.survival.metrics import bootstrap_ci, harrell_c
 from train.protocol import RunContext, oof_standardised
+
+log = logging.getLogger("train.report")
 
 
 def _metric_fn(ctx: RunContext):
@@ -174,8 +177,12 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
     if slides and "wsi" in ctx.data.modalities and int(ctx.config.get("report", {}).get("heatmaps", 0)) > 0:
         from train.report_heatmaps import oof_heatmaps
 
-        summary["heatmaps"] = oof_heatmaps(ctx, members, slides, out / "heatmaps",
-                                           int(ctx.config["report"]["heatmaps"]))
+        try:  # a slide that cannot be drawn costs its heatmap, not the report
+            summary["heatmaps"] = oof_heatmaps(ctx, members, slides, out / "heatmaps",
+                                               int(ctx.config["report"]["heatmaps"]))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("report: attention heatmaps skipped: %s: %s", type(exc).__name__, exc)
+            summary["heatmaps_error"] = f"{type(exc).__name__}: {exc}"
     audit = out / "audit" / "summary.json"  # an earlier `audit` step of the same config: keep its section
     if audit.is_file() and json.loads(audit.read_text()).get("config_hash") == ctx.config_hash:
         summary["intershap_audit"] = json.loads(audit.read_text())

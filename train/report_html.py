@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chimera_surv.htmlpage import img, page, table
+from chimera_surv.htmlpage import esc, img, page, table
 
 CAPTIONS = {
     "km_by_risk_group": ("Kaplan–Meier curves of the patients grouped by tertile of their out-of-fold predicted risk "
@@ -145,6 +145,8 @@ def render_html(summary: dict[str, Any], out: Path) -> str:
             if path.is_file():
                 body.append(img(path, f"{h['case_id']}: out-of-fold risk percentile {h['risk_pct']:.0f}, "
                                       f"{h['member']}"))
+    if summary.get("heatmaps_error"):
+        body.append(f"<p class=\"note\">Attention heatmaps could not be drawn: {esc(summary['heatmaps_error'])}</p>")
     if summary.get("intershap_audit"):
         body.append(_audit_section(summary["intershap_audit"]))
     return page("Training report", "".join(body))
