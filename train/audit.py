@@ -163,10 +163,9 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 def run_member_audits(ctx: RunContext, members: list[dict[str, Any]], report_dir: Path) -> Path:
-    """Audit every member (resumable), write audit/summary.{json,md} and attach the section to the report."""
+    """Audit every member (resumable) and write audit/summary.{json,md}; the caller attaches the section to the
+    report (train.report.attach_audit: report imports audit, never the other way round)."""
     from tqdm import tqdm
-
-    from train.report import attach_audit
 
     out_dir = report_dir / "audit"
     settings = audit_settings(ctx.config)
@@ -181,5 +180,4 @@ def run_member_audits(ctx: RunContext, members: list[dict[str, Any]], report_dir
     summary = {"config_hash": ctx.config_hash, **summarise(docs)}
     _write_json(out_dir / "summary.json", summary)
     (out_dir / "summary.md").write_text(markdown(summary))
-    attach_audit(report_dir, summary)
     return out_dir / "summary.json"
