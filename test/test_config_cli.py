@@ -40,7 +40,7 @@ def test_shipped_configs_load_and_free_form_sections_keep_their_order():
         assert config["_base"] == str(path.parent) and config["train"]["epochs"] >= 1
     config = load_config(ROOT / "train" / "configs" / "task3.yaml")
     assert config["genes"] == "from_cohort"  # nothing outside the repository
-    assert list(config["compare"]) == ["clinical_only", "abmil_concat", "pg_bilinear", "modalsurv_xattn"]
+    assert list(config["compare"]) == ["clinical_only", "abmil_concat", "pg_bilinear", "pg_res", "modalsurv_xattn"]
     assert list(config["model"]["encoders"]) == ["wsi", "clinical", "rna"]
 
 

@@ -134,6 +134,11 @@ def summarise(docs: list[dict[str, Any]]) -> dict[str, Any]:
                 "interaction_pct": _mean_sd([e["interaction_pct"] for e in ests]),
                 "shares_pct": {k: _mean_sd([e["shares_pct"][k] for e in ests]) for k in ests[0]["shares_pct"]}}
         out["maskers"][masker] = per_estimator
+        if all("harsanyi" in d["maskers"][masker] for d in docs):  # dividends by coalition order (2: pairwise, M: all)
+            hs = [d["maskers"][masker]["harsanyi"] for d in docs]
+            out.setdefault("harsanyi", {})[masker] = {
+                "order": hs[0]["order"],
+                "by_order_pct": {k: _mean_sd([h["by_order_pct"][k] for h in hs]) for k in hs[0]["by_order_pct"]}}
     return out
 
 
@@ -157,6 +162,9 @@ def markdown(summary: dict[str, Any]) -> str:
                                 if m in e["shares_pct"] else "–" for m in mods)
             lines.append(f"| {masker} | {name} | {e['interaction_pct']['mean']:.2f} ± "
                          f"{e['interaction_pct']['sd']:.2f} | {shares} |")
+    for masker, h in (summary.get("harsanyi") or {}).items():
+        orders = ", ".join(f"order {k}: {v['mean']:.1f} ± {v['sd']:.1f} %" for k, v in h["by_order_pct"].items())
+        lines.append(f"\nHarsanyi dividends ({masker}; share of mean |dividend| by coalition size): {orders}.")
     lines += ["", ("Per member: `audit/audit_<member>.json` (every estimator, per-patient values) and "
                    "`audit/audit_<member>_<masker>.png`."), ""]
     return "\n".join(lines)

@@ -235,7 +235,6 @@ def intershap_figure(summary: dict[str, Any], path: Path) -> str:
     mean ± SD over the ensemble members, one bar group per masker (the reference the absent data type gets)."""
     mods = list(summary["modalities"])
     maskers = list(summary["maskers"])
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.7 * (len(mods) + 2) * max(len(maskers), 1)))
     labels, means, sds, colours = [], [], [], []
     for m_i, masker in enumerate(maskers):
         est = summary["maskers"][masker].get("orig_mean_abs") or next(iter(summary["maskers"][masker].values()))
@@ -251,6 +250,16 @@ def intershap_figure(summary: dict[str, Any], path: Path) -> str:
             means.append(value["mean"])
             sds.append(value["sd"])
             colours.append(COLOURS[2])
+    for masker, h in (summary.get("harsanyi") or {}).items():  # pairwise and all-M terms beside the shares
+        for order, value in h["by_order_pct"].items():
+            if int(order) < 2:
+                continue
+            name = "all three data types together" if int(order) == 3 == h["order"] else f"{order} data types together"
+            labels.append(f"{'pairs of data types' if int(order) == 2 else name}\n(Harsanyi share, {_reference(masker)})")
+            means.append(value["mean"])
+            sds.append(value["sd"])
+            colours.append("#e7298a")
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.7 * max(len(labels), 1)))
     y = np.arange(len(labels))[::-1]
     ax.barh(y, means, xerr=sds, color=colours, capsize=3)
     ax.set_yticks(y, labels, fontsize=8)
