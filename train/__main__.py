@@ -114,6 +114,9 @@ class Run:
         if "rna" in self.modalities:
             data.rna = np.stack([parse_rna(x.rna, self.genes).values if x.rna is not None
                                  else np.full(len(self.genes), np.nan, np.float32) for x in p])
+            from train.data import check_rna_scale
+
+            check_rna_scale(data.rna, (self.config["preprocess"].get("rna") or {}).get("scale", "counts"))
         if "mri" in self.modalities:
             loaded = [load_mri(self.work, x.case_id) for x in p]
             width = max((len(v) for v, _ in loaded if v is not None), default=0)

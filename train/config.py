@@ -28,7 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "work_dir": "runs/default",
     "out": None,  # the bundle folder; default model/<task name>
-    "preprocess": {"rna": {"log1p": True, "zscore": True, "top_var": None, "pca": None},
+    # rna.scale: counts (log1p applied) | log (values already log-transformed); train/data.py: rna_options
+    "preprocess": {"rna": {"scale": "counts", "zscore": True, "top_var": None, "pca": None},
                    "mri": {}, "clinical": {}},
     "protocol": {"folds": 5, "repeats": 1, "inner_val": 0.2, "cohort_holdout": True, "bootstrap": 500,
                  "members": 5},
