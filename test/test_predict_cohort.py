@@ -15,7 +15,7 @@ from chimera_surv.predict_cohort import main as predict_main
 from chimera_surv.predict_cohort import predict_cohort
 from chimera_surv.tasks import TASKS
 
-TRAIN = {"epochs": 4, "batch_size": 16, "lr": 0.01, "patience": 2, "min_epochs": 1}
+TRAIN = {"epochs": 4, "batch_size": 16, "lr": 0.01, "patience": 2, "min_epochs": 1, "seeds": 1}
 GENES = [f"G{i}" for i in range(8)]
 
 

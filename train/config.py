@@ -33,9 +33,12 @@ DEFAULTS: dict[str, Any] = {
                    "mri": {}, "clinical": {}},
     "protocol": {"folds": 5, "repeats": 1, "inner_val": 0.2, "cohort_holdout": True, "bootstrap": 500,
                  "members": 5},
+    # stopping/seeds/average: train/deep.py; defaults = what measured best on small cohorts
+    # (benchmarks/results/deep_small_cohort.md: early stopping on an inner split + a 3-seed ensemble).
     "train": {"epochs": 60, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "patience": 15,
               "min_epochs": 5, "max_patches": 256, "modality_dropout": {}, "grad_clip": 5.0,
-              "loss": None},
+              "loss": None, "stopping": "holdout", "inner_folds": 3, "smooth": 3, "seeds": 3,
+              "average": "none", "average_last": 5, "ema_decay": 0.8},
     "model": {},  # the exported architecture (encoders, fusion, head); empty = train/networks.py defaults
     "compare": {},  # name → network config, evaluated on the same folds as `model`
     "calibration": None,  # default km_quantile (survival) / platt (Task 2)
