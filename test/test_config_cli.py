@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"train": {"epochs": "many"}}, "train.epochs: Input should be a valid integer"),
     ({"recipe": {"target_mpp": "fine"}}, "recipe.target_mpp: Input should be a valid number"),
     ({"protocol": {"folds": 1}}, "protocol.folds: Input should be greater than or equal to 2"),
-    ({"task": 4}, "task: Input should be 1, 2 or 3"),
+    ({"task": 4}, "task: Input should be 1, 2, 3, 'survival' or 'binary'"),
     ({"modalities": ["wsi", "dna"]}, "modalities.1: Input should be 'wsi', 'mri', 'clinical' or 'rna'"),
 ])
 def test_a_bad_key_or_type_names_its_path(raw, message):

@@ -18,7 +18,7 @@ from train.__main__ import Run, main
 from train.config import load_config
 
 TINY_TRAIN = {"epochs": 4, "batch_size": 16, "lr": 0.01, "weight_decay": 1e-4, "patience": 3, "min_epochs": 2,
-              "max_patches": 8, "modality_dropout": {"rna": 0.2}}
+              "max_patches": 8, "modality_dropout": {"rna": 0.2}, "seeds": 1}
 ENCODERS = {"clinical": {"name": "mlp", "hidden": [8]}, "rna": {"name": "mlp", "hidden": [8]}}
 
 

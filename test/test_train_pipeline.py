@@ -21,7 +21,7 @@ from train.config import load_config
 from train.folds import cohort_holdout, inner_split, repeated_kfold
 
 TINY_TRAIN = {"epochs": 6, "batch_size": 16, "lr": 0.01, "weight_decay": 1e-4, "patience": 3, "min_epochs": 2,
-              "max_patches": 8, "modality_dropout": {"rna": 0.2}}
+              "max_patches": 8, "modality_dropout": {"rna": 0.2}, "seeds": 1}
 TINY_MODEL = {"encoders": {"clinical": {"name": "mlp", "hidden": [8]}, "rna": {"name": "mlp", "hidden": [8]}},
               "fusion": {"name": "concat_mlp", "hidden": [8], "dropout": 0.0}}
 

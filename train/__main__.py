@@ -39,13 +39,13 @@ class Run:
     """One training run: the config, the cohort and lazily built arrays."""
 
     def __init__(self, config: dict[str, Any]) -> None:
+        from chimera_surv.generic import task_from_config
         from chimera_surv.readers.clinical import load_schema
-        from chimera_surv.tasks import TASKS
         from train.cohort import LabelSpec, load_cohort
 
         self.config = config
         base = Path(config["_base"])
-        self.task = TASKS[int(config["task"])]
+        self.task = task_from_config(config)  # CHIMERA task 1/2/3, or a generic survival/binary task
         self.survival = self.task.is_survival
         self.work = resolve_path(config["work_dir"], base)
         self.out = resolve_path(config["out"], base) if config.get("out") else Path("model") / self.task.name
@@ -57,6 +57,8 @@ class Run:
                 raise ValueError(f"device: {config['device']} but no GPU is visible; set `device: cpu`")
         _setup_logging(self.work)
         schema_source = config.get("schema") or self.task.id
+        if not config.get("schema") and self.task.id not in (1, 2, 3):
+            raise ValueError("a generic task needs `schema`: a clinical schema JSON (docs/training.md)")
         if isinstance(schema_source, str) and schema_source.endswith(".json"):
             schema_source = resolve_path(schema_source, base)
         self.schema = load_schema(schema_source)
@@ -117,6 +119,9 @@ class Run:
         if "rna" in self.modalities:
             data.rna = np.stack([parse_rna(x.rna, self.genes).values if x.rna is not None
                                  else np.full(len(self.genes), np.nan, np.float32) for x in p])
+            from train.data import check_rna_scale
+
+            check_rna_scale(data.rna, (self.config["preprocess"].get("rna") or {}).get("scale", "counts"))
         if "mri" in self.modalities:
             loaded = [load_mri(self.work, x.case_id) for x in p]
             width = max((len(v) for v, _ in loaded if v is not None), default=0)

@@ -47,6 +47,7 @@ class LabelSpec:
     csv_path: Path | None = None
     csv_columns: dict[str, str] = field(default_factory=dict)  # case_id/time/event/label/cohort → column
     positive: tuple[str, ...] = ("1", "1.0")  # CSV label values meaning the positive class
+    explicit: tuple[str, ...] = ()  # the roles the config named itself (their columns must exist)
 
     @classmethod
     def from_config(cls, schema: Any, config: dict[str, Any] | None, base: Path) -> LabelSpec:
@@ -57,8 +58,11 @@ class LabelSpec:
         if config.get("csv"):
             path = Path(config["csv"])
             spec.csv_path = path if path.is_absolute() else base / path
-            spec.csv_columns = {"case_id": "case_id", "time": "time", "event": "event", "label": "label",
-                                "cohort": "cohort", **config.get("columns", {})}
+            columns = dict(config.get("columns") or {})
+            # A role set to null is not in the CSV (its labels come from the clinical JSON).
+            spec.csv_columns = {k: v for k, v in {"case_id": "case_id", "time": "time", "event": "event",
+                                                  "label": "label", "cohort": "cohort", **columns}.items() if v}
+            spec.explicit = tuple(k for k, v in columns.items() if v)
         return spec
 
 
@@ -125,9 +129,20 @@ def _is_true(text: str) -> bool:
         return text in ("yes", "true")
 
 
-def _read_csv(spec: LabelSpec) -> dict[str, dict[str, str]]:
+def _read_csv(spec: LabelSpec, survival: bool) -> dict[str, dict[str, str]]:
+    """case id → row. A column the config names, the id column, or the task's label columns (time + event, or
+    label) missing from the header is an error naming it, never a silent fall back to the clinical JSON."""
     with open(spec.csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    required = {"case_id", *spec.explicit, *(("time", "event") if survival else ("label",))}
+    for role in sorted(required):
+        column = spec.csv_columns.get(role)
+        if column is not None and column not in header:
+            raise ValueError(f"labels CSV {spec.csv_path}: no column {column!r} for `{role}` (header: {header}); "
+                             f"name it in cohort.labels.columns.{role}, or set it to null to read it from the "
+                             f"clinical JSON")
     key = spec.csv_columns["case_id"]
     return {row[key]: row for row in rows}
 
@@ -163,7 +178,7 @@ def load_cohort(root: Path | str, labels: LabelSpec, *, survival: bool, cohort_r
     if not root.is_dir():
         raise FileNotFoundError(f"cohort root {root} does not exist")
     clinical = _clinical_paths(root)
-    rows = _read_csv(labels) if labels.csv_path else {}
+    rows = _read_csv(labels, survival) if labels.csv_path else {}
     ids = sorted(set(clinical) | set(rows))
     files = _index_files(root, ids)
     pattern = re.compile(cohort_regex) if cohort_regex else None

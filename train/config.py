@@ -33,7 +33,7 @@ class _Section(BaseModel):
 
 class LabelsConfig(_Section):
     csv: str | None = None  # a CSV with the labels (else the clinical JSON keys the schema names)
-    columns: dict[str, str] | None = None  # case_id/time/event/label/cohort → CSV column
+    columns: dict[str, str | None] | None = None  # case_id/time/event/label/cohort → CSV column
     positive: list[str] | None = None  # CSV/JSON values meaning the positive class (Task 2)
 
 
@@ -45,7 +45,8 @@ class CohortConfig(_Section):
 
 
 class RnaPreprocess(_Section):
-    log1p: bool = True
+    scale: Literal["counts", "log"] = "counts"  # counts: log1p applied; log: already log-transformed (data.py)
+    log1p: bool | None = None  # legacy; must agree with `scale` when given
     zscore: bool = True
     top_var: int | None = None
     pca: int | None = None
@@ -86,6 +87,14 @@ class TrainSection(_Section):
     grad_clip: float | None = 5.0
     loss: dict[str, Any] | None = None  # default: Cox/Breslow (Tasks 1, 3), class-weighted BCE (Task 2)
     deephit_cuts: Literal["equidistant", "quantiles"] = "equidistant"
+    # train/deep.py; defaults = what measured best on small cohorts (benchmarks/results/deep_small_cohort.md)
+    stopping: Literal["holdout", "inner_cv"] = "holdout"
+    inner_folds: int = Field(3, ge=2)
+    smooth: int = Field(3, ge=1)
+    seeds: int = Field(3, ge=1)
+    average: Literal["none", "swa", "ema"] = "none"
+    average_last: int = Field(5, ge=1)
+    ema_decay: float = Field(0.8, gt=0, lt=1)
 
 
 class AuditConfig(_Section):
@@ -100,7 +109,9 @@ class ReportConfig(_Section):
 
 
 class TrainConfig(_Section):
-    task: Literal[1, 2, 3] = 3
+    task: Literal[1, 2, 3, "survival", "binary"] = 3  # a CHIMERA task, or a generic one (chimera_surv/generic.py)
+    task_name: str | None = None  # generic tasks only: the bundle folder's name
+    output_file: str | None = None  # generic tasks only: predict_cohort's default output
     seed: int = 0
     threads: int = Field(1, ge=1)
     cohort: CohortConfig = Field(default_factory=CohortConfig)
@@ -129,6 +140,10 @@ class TrainConfig(_Section):
 def _dump(cfg: TrainConfig) -> dict[str, Any]:
     out = cfg.model_dump(by_alias=True)
     out["cohort"]["labels"] = cfg.cohort.labels.model_dump(exclude_none=True)  # LabelSpec reads .get(key, default)
+    if cfg.cohort.labels.columns is not None:  # a null role means "from the clinical JSON": keep it
+        out["cohort"]["labels"]["columns"] = dict(cfg.cohort.labels.columns)
+    if out["preprocess"]["rna"].get("log1p") is None:  # legacy key, only passed on when given
+        out["preprocess"]["rna"].pop("log1p")
     return out
 
 

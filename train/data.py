@@ -7,6 +7,7 @@ every patient with it, so the reported fold never informs a mean, a category lis
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,48 @@ import numpy as np
 from chimera_surv.preprocess import ClinicalEncoder, RNANormaliser, Standardiser
 
 VECTOR_MODALITIES = ("mri", "clinical", "rna")
+RNA_SCALES = ("counts", "log")
+log = logging.getLogger("train.data")
+
+
+def rna_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """`preprocess.rna` → RNANormaliser arguments. `scale` declares the input: `counts` (raw counts / TPM: log1p
+    applied) or `log` (already log-transformed: no log1p). An explicit `log1p` must agree with it."""
+    opts = dict(options or {})
+    scale = opts.pop("scale", "counts")
+    if scale not in RNA_SCALES:
+        raise ValueError(f"preprocess.rna.scale must be one of {RNA_SCALES}, got {scale!r}")
+    log1p = scale == "counts"
+    if "log1p" in opts and bool(opts["log1p"]) != log1p:
+        raise ValueError(f"preprocess.rna.log1p: {opts['log1p']} contradicts scale: {scale} "
+                         "(counts → log1p applied, log → not); set only `scale`")
+    opts["log1p"] = log1p
+    return opts
+
+
+def check_rna_scale(matrix: np.ndarray | None, scale: str) -> str | None:
+    """A warning (logged and returned) when the RNA values do not look like the declared scale.
+
+    Counts/TPM are ≥ 0 with a long tail (maxima in the thousands); log values are small and may be negative. So:
+    declared `counts` but negative values or a 99th percentile under 25 → probably already logged (log1p would be
+    applied twice); declared `log` but a maximum over 100 → probably counts."""
+    if matrix is None:
+        return None
+    values = np.asarray(matrix, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    message = None
+    p99, low, high = float(np.percentile(values, 99)), float(values.min()), float(values.max())
+    if scale == "counts" and (low < 0 or p99 < 25):
+        message = (f"RNA values look already log-transformed (min {low:.3g}, 99th percentile {p99:.3g}) but "
+                   "preprocess.rna.scale is counts, so log1p is applied again; set scale: log if they are")
+    elif scale == "log" and high > 100:
+        message = (f"RNA values look like counts (max {high:.3g}) but preprocess.rna.scale is log, so no log1p is "
+                   "applied; set scale: counts if they are raw counts or TPM")
+    if message:
+        log.warning(message)
+    return message
 
 
 @dataclass
@@ -90,7 +133,7 @@ def encode_fold(data: CohortArrays, train_idx: list[int] | tuple[int, ...], sche
             vectors[modality] = encoder.transform([r if r is not None else _empty_record(schema)
                                                    for r in data.records])
         elif modality == "rna":
-            encoder = RNANormaliser(**options.get("rna", {})).fit(data.rna[fit_idx])
+            encoder = RNANormaliser(**rna_options(options.get("rna"))).fit(data.rna[fit_idx])
             vectors[modality] = encoder.transform(data.rna)
         elif modality == "mri":
             encoder = Standardiser(**options.get("mri", {})).fit(data.mri[fit_idx], data.mri_names or None)

@@ -50,9 +50,10 @@ def export(ctx: RunContext, members: list[dict[str, Any]], out_dir: Path, recipe
         "train": config["train"],
         "cv_summary": cv_summary or {},
     }
-    from chimera_surv.tasks import TASKS
+    from chimera_surv.generic import task_from_config, task_meta
 
-    task = TASKS[int(config["task"])]
+    task = task_from_config(config)
+    meta["task"] = task_meta(task)  # predict_cohort reads the kind and the output file from here
     return save_bundle(out_dir, task_id=task.id, modalities=modalities, members=specs,
                        calibration=fit_calibration(ctx, oof), output_kind=task.output_kind,
                        recipe=recipe if "wsi" in modalities else None,

@@ -136,46 +136,70 @@ def _loss_fn(config: dict[str, Any] | None, survival: bool, train_labels: np.nda
     return LOSSES.build({"name": "bce", "pos_weight": balanced_pos_weight(train_labels)})
 
 
+def make_loss_and_optimiser(network: torch.nn.Module, data: CohortArrays, train_idx: list[int],
+                            tcfg: dict[str, Any], survival: bool) -> tuple[Any, torch.optim.Optimizer]:
+    """The loss (configured or the task default) and AdamW, as every training loop here uses them."""
+    loss_fn = _loss_fn(tcfg.get("loss"), survival, data.label[list(train_idx)])
+    optimiser = torch.optim.AdamW(network.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
+    return loss_fn, optimiser
+
+
+def train_epoch(network: torch.nn.Module, optimiser: torch.optim.Optimizer, loss_fn: Any, enc: Encoded,
+                data: CohortArrays, train_idx: list[int], modalities: list[str], tcfg: dict[str, Any],
+                rng: np.random.Generator, survival: bool, after_step: Any = None) -> float:
+    """One shuffled pass over `train_idx` (batches of one patient or, for Cox, without an event are skipped);
+    returns the mean training loss (NaN when no batch ran). `after_step()` runs after each optimiser step."""
+    network.train()
+    batch_size = int(tcfg["batch_size"])
+    order = rng.permutation(len(train_idx))
+    losses = []
+    for start in range(0, len(order), batch_size):
+        part = [train_idx[k] for k in order[start:start + batch_size]]
+        if len(part) < 2:
+            continue
+        batch, targets = collate(enc, data, part, modalities, rng, tcfg.get("max_patches"),
+                                 tcfg.get("modality_dropout"))
+        if survival and float(targets["event"].sum()) == 0:
+            continue
+        loss = loss_fn(network(batch), targets)
+        optimiser.zero_grad()
+        loss.backward()
+        if tcfg.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(network.parameters(), float(tcfg["grad_clip"]))
+        optimiser.step()
+        if after_step is not None:
+            after_step()
+        losses.append(float(loss.detach()))
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+def evaluate(network: torch.nn.Module, loss_fn: Any, enc: Encoded, data: CohortArrays, val_idx: list[int],
+             modalities: list[str], survival: bool, max_patches: int | None) -> tuple[float, float, np.ndarray]:
+    """(validation metric, validation loss, risks) of `val_idx` in eval mode."""
+    val_out = predict_outputs(network, enc, data, val_idx, modalities, max_patches=max_patches)
+    val_risk = val_out["risk"].double().numpy()
+    with torch.no_grad():
+        _, val_targets = collate(enc, data, list(val_idx), modalities)
+        val_loss = float(loss_fn(val_out, val_targets))
+    return score(survival, data, val_idx, val_risk), val_loss, val_risk
+
+
 def train_network(network: torch.nn.Module, enc: Encoded, data: CohortArrays, train_idx: list[int],
                   val_idx: list[int], modalities: list[str], tcfg: dict[str, Any], seed: int,
                   survival: bool, progress: Any = None) -> TrainResult:
     """AdamW on `train_idx`, early stopping on the C-index/AUC of `val_idx` (ties keep the earlier epoch)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    loss_fn = _loss_fn(tcfg.get("loss"), survival, data.label[list(train_idx)])
-    optimiser = torch.optim.AdamW(network.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
-    batch_size = int(tcfg["batch_size"])
+    train_idx = list(train_idx)
+    loss_fn, optimiser = make_loss_and_optimiser(network, data, train_idx, tcfg, survival)
     max_patches = tcfg.get("max_patches")
     best = TrainResult(copy.deepcopy(network.state_dict()), 0, -math.inf)
     best_loss = math.inf
     stale = 0
-    train_idx = list(train_idx)
     for epoch in range(1, int(tcfg["epochs"]) + 1):
-        network.train()
-        order = rng.permutation(len(train_idx))
-        losses = []
-        for start in range(0, len(order), batch_size):
-            part = [train_idx[k] for k in order[start:start + batch_size]]
-            if len(part) < 2:
-                continue
-            batch, targets = collate(enc, data, part, modalities, rng, max_patches, tcfg.get("modality_dropout"))
-            if survival and float(targets["event"].sum()) == 0:
-                continue
-            loss = loss_fn(network(batch), targets)
-            optimiser.zero_grad()
-            loss.backward()
-            if tcfg.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(network.parameters(), float(tcfg["grad_clip"]))
-            optimiser.step()
-            losses.append(float(loss.detach()))
-        val_out = predict_outputs(network, enc, data, val_idx, modalities, max_patches=max_patches)
-        val_risk = val_out["risk"].double().numpy()
-        with torch.no_grad():
-            _, val_targets = collate(enc, data, list(val_idx), modalities)
-            val_loss = float(loss_fn(val_out, val_targets))
-        val_metric = score(survival, data, val_idx, val_risk)
-        history = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                   "val_loss": val_loss, "val_metric": val_metric}
+        train_loss = train_epoch(network, optimiser, loss_fn, enc, data, train_idx, modalities, tcfg, rng, survival)
+        val_metric, val_loss, _ = evaluate(network, loss_fn, enc, data, val_idx, modalities, survival, max_patches)
+        history = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_metric": val_metric}
         best.history.append(history)
         # Primary: the validation C-index/AUC; on a tie (common with few events) the lower validation loss.
         metric = val_metric if math.isfinite(val_metric) else -math.inf

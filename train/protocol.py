@@ -1,10 +1,12 @@
 """The validation protocol and the exported ensemble, each split resumable from a JSON file in the work folder.
 
 - `cv`: repeated stratified k-fold (event × cohort) for every architecture on the SAME folds; preprocessing is fitted
-  on the outer training part, early stopping uses an inner split of it; the reported fold is only predicted.
-- `holdout`: train on one cohort, test on the other (3A → 3B and back), inner split for early stopping.
-- `members`: the exported ensemble: one model per fold of a k-fold over the whole cohort, early-stopped on its
-  own held-out fold (never reported), whose out-of-fold risks fit the risk standardisation and the calibration.
+  on the outer training part; the training length is chosen inside it (train/deep.py: an inner split or inner
+  folds + refit, optional seeds and weight averaging); the reported fold is only predicted.
+- `holdout`: train on one cohort, test on the other (3A → 3B and back), the same training as `cv`.
+- `members`: the exported ensemble: one model (per seed) per fold of a k-fold over the whole cohort, whose
+  out-of-fold risks fit the risk standardisation and the calibration (`stopping: holdout` early-stops a member on
+  its own held-out fold, which is never reported; `inner_cv` leaves that fold unseen).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from train.data import CohortArrays, encode_fold
-from train.fit import predict_risks, score, set_determinism, train_network
-from train.folds import Split, cohort_holdout, inner_split, repeated_kfold
+from train.deep import DeepFit, fit_deep, network_risks
+from train.fit import score
+from train.folds import Split, cohort_holdout, repeated_kfold
 
 
 @dataclass
@@ -62,31 +65,25 @@ def _split_seed(config: dict[str, Any], split: Split, salt: int) -> int:
 
 
 def run_split(ctx: RunContext, arch_name: str, arch: dict[str, Any], split: Split, salt: int = 0) -> dict[str, Any]:
-    """Train one architecture on split.train (inner early stopping) and predict split.test."""
-    from chimera_surv.models import build_network
-
+    """Train one architecture on split.train (train/deep.py: inner stopping, seeds, averaging); predict split.test."""
     data, config = ctx.data, ctx.config
     seed = _split_seed(config, split, salt)
-    inner_train, inner_val = inner_split(split.train, data.outcome, data.cohorts, config["protocol"]["inner_val"],
-                                         seed)
     modalities = arch_modalities(arch, data.modalities)
     enc = encode_fold(data, split.train, ctx.schema, {**config, "modalities": modalities})
     dims = {m: enc.dims[m] for m in modalities}
     net_cfg, _ = network_config(arch, dims, ctx.survival)
     net_cfg, tcfg = fold_time_grid(ctx, net_cfg, split)
-    set_determinism(seed, config.get("threads", 1))
-    network = build_network(net_cfg)
-    result = train_network(network, enc, data, inner_train, inner_val, modalities, tcfg, seed, ctx.survival)
-    max_patches = config["train"].get("max_patches")
+    fit = fit_deep(net_cfg, enc, data, list(split.train), modalities, tcfg, seed, ctx.survival,
+                   threads=config.get("threads", 1), inner_val=config["protocol"]["inner_val"])
     test = list(split.test)
-    risk = predict_risks(network, enc, data, test, modalities, max_patches=max_patches)
+    risk, _ = network_risks(fit, enc, data, list(split.train), test, modalities, config["train"].get("max_patches"))
     record = {"arch": arch_name, "split": split.name, "repeat": split.repeat, "fold": split.fold,
               "test": test, "case_ids": [data.case_ids[i] for i in test], "risk": [float(r) for r in risk],
-              "metric": score(ctx.survival, data, test, risk), "best_epoch": result.best_epoch,
-              "inner_val_metric": result.best_val, "history": result.history, "modalities": modalities,
-              "n_train": len(inner_train), "n_inner_val": len(inner_val), "config_hash": ctx.config_hash,
-              "arch_config": arch}
-    return record, network, enc, net_cfg, dims
+              "metric": score(ctx.survival, data, test, risk), "best_epoch": fit.best_epoch,
+              "inner_val_metric": fit.best_val, "history": fit.history, "modalities": modalities,
+              "n_train": fit.n_train, "n_inner_val": fit.n_val, "stopping": fit.stopping, "seeds": len(fit.seeds),
+              "config_hash": ctx.config_hash, "arch_config": arch}
+    return record, fit.networks[0], enc, net_cfg, dims
 
 
 def _cached(path: Path, ctx: RunContext, arch: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -159,27 +156,32 @@ def member_splits(ctx: RunContext) -> list[Split]:
 
 
 def fit_members(ctx: RunContext) -> list[dict[str, Any]]:
-    """Train the exported ensemble (resumable per member); each member's weights go to members/<name>.safetensors."""
+    """Train the exported ensemble (resumable per member); each member's weights go to members/<file>.safetensors.
+    With `train.seeds: n`, every split gives n members (one per seed, `member<k>s<j>`), averaged like the others."""
     arch = ctx.config["model"]
+    n_seeds = int(ctx.config["train"].get("seeds", 1))
     out = []
     for split in tqdm(member_splits(ctx), desc="fit members", unit="member"):
-        path = ctx.work / "members" / f"{split.name}.json"
-        weights = path.with_suffix(".safetensors")
-        record = _cached(path, ctx)
-        if record is None or not weights.is_file():
-            # The member's own held-out fold is its early-stopping set; it is never reported as a score.
-            record, network, *_ = _run_member(ctx, arch, split)
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            state = {k: v.detach().contiguous() for k, v in sorted(network.state_dict().items())}
-            save_file(state, str(weights))
-            _write_json(path, record)
-        out.append(record)
+        paths = [ctx.work / "members" / f"{_member_file(split.name, j)}.json" for j in range(n_seeds)]
+        records = [_cached(path, ctx) for path in paths]
+        if any(r is None or not p.with_suffix(".safetensors").is_file() for r, p in zip(records, paths)):
+            records, networks = _run_member(ctx, arch, split)
+            for record, network, path in zip(records, networks, paths):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                state = {k: v.detach().contiguous() for k, v in sorted(network.state_dict().items())}
+                save_file(state, str(path.with_suffix(".safetensors")))
+                _write_json(path, record)
+        out.extend(records)
     return out
 
 
-def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple:
-    from chimera_surv.models import build_network
+def _member_file(split_name: str, seed_index: int) -> str:
+    return split_name if seed_index == 0 else f"{split_name}s{seed_index}"
 
+
+def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple[list[dict[str, Any]], list[Any]]:
+    """One record and network per seed. `stopping: holdout` early-stops on the member's own held-out fold (never
+    reported); `inner_cv` chooses the epoch count inside split.train, so the held-out fold stays unseen."""
     data, config = ctx.data, ctx.config
     seed = _split_seed(config, split, 50)
     modalities = arch_modalities(arch, data.modalities)
@@ -187,31 +189,37 @@ def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple:
     dims = {m: enc.dims[m] for m in modalities}
     net_cfg, _ = network_config(arch, dims, ctx.survival)
     net_cfg, tcfg = fold_time_grid(ctx, net_cfg, split)
-    set_determinism(seed, config.get("threads", 1))
-    network = build_network(net_cfg)
-    result = train_network(network, enc, data, list(split.train), list(split.test), modalities, tcfg, seed,
-                           ctx.survival)
+    fit = fit_deep(net_cfg, enc, data, list(split.train), modalities, tcfg, seed, ctx.survival,
+                   threads=config.get("threads", 1), val_idx=list(split.test))
     max_patches = config["train"].get("max_patches")
-    train_risk = predict_risks(network, enc, data, list(split.train), modalities, max_patches=max_patches)
-    oof_risk = predict_risks(network, enc, data, list(split.test), modalities, max_patches=max_patches)
-    shift = float(np.mean(train_risk))
-    scale = float(np.std(train_risk)) or 1.0
-    record = {"name": f"member{split.fold}", "split": split.name, "oof": list(split.test),
-              "oof_risk": [float(r) for r in oof_risk], "risk_shift": shift, "risk_scale": scale,
-              "network": net_cfg, "input_dims": dims, "modalities": modalities,
-              "preprocessing": {m: s for m, s in enc.preprocessing.items() if m in modalities},
-              "best_epoch": result.best_epoch, "history": result.history, "config_hash": ctx.config_hash}
-    return record, network, enc, net_cfg, dims
+    records = []
+    for j, network in enumerate(fit.networks):
+        one = DeepFit([network], [fit.seeds[j]], fit.best_epoch, fit.best_val)
+        oof_risk, [(shift, scale)] = network_risks(one, enc, data, list(split.train), list(split.test), modalities,
+                                                   max_patches)
+        name = f"member{split.fold}" if j == 0 else f"member{split.fold}s{j}"
+        records.append({"name": name, "split": split.name, "file": _member_file(split.name, j),
+                        "seed": fit.seeds[j], "oof": list(split.test), "oof_risk": [float(r) for r in oof_risk],
+                        "risk_shift": shift, "risk_scale": scale, "network": net_cfg, "input_dims": dims,
+                        "modalities": modalities,
+                        "preprocessing": {m: s for m, s in enc.preprocessing.items() if m in modalities},
+                        "best_epoch": fit.best_epoch, "stopping": fit.stopping, "history": fit.history,
+                        "config_hash": ctx.config_hash})
+    return records, fit.networks
 
 
 def member_state(ctx: RunContext, record: dict[str, Any]) -> dict[str, torch.Tensor]:
-    return load_file(str(ctx.work / "members" / f"{record['split']}.safetensors"))
+    return load_file(str(ctx.work / "members" / f"{record.get('file', record['split'])}.safetensors"))
 
 
 def oof_standardised(ctx: RunContext, members: list[dict[str, Any]]) -> np.ndarray:
-    """Each patient's risk from the member that did not train on it, on the shared (standardised) scale."""
-    risk = np.full(len(ctx.data), np.nan)
+    """Each patient's risk from the member(s) that did not train on it, on the shared (standardised) scale; the
+    seed members of one split are averaged, as the bundle averages them."""
+    total = np.zeros(len(ctx.data))
+    count = np.zeros(len(ctx.data))
     for record in members:
         values = (np.asarray(record["oof_risk"]) - record["risk_shift"]) / record["risk_scale"]
-        risk[record["oof"]] = values
-    return risk
+        total[record["oof"]] += values
+        count[record["oof"]] += 1
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)

@@ -1,0 +1,180 @@
+"""`python -m chimera_surv.predict_cohort BUNDLE INPUT [--out FILE]`: predict many patients with one bundle.
+
+For cohorts outside CHIMERA (a generic survival or binary bundle, chimera_surv/generic.py), and usable with any
+bundle. INPUT is either
+- a folder: every folder holding a `*_CD.json` (clinical) or `*_RNA.json` is one patient, named by that folder
+  (the training layout `<root>/data/<id>/<id>_CD.json`); slides (`*.tif` + `*_mask.tif`/`*_tissue.tif`) and MRI
+  (`*_t2w.mha`, ...) next to them are used when the bundle has those modalities;
+- or a CSV: one row per patient, the id in `--id-column` (default `case_id`), clinical fields in the columns the
+  bundle's schema names, gene values in columns named by the bundle's genes (RNA is used when any is present).
+The output (CSV, or JSON when FILE ends in .json) has one row per patient: `case_id`, the value (`months` or
+`probability`), `risk`, `used` modalities and `status`. Its default name is the config's `output_file`, recorded in
+the bundle. A patient the bundle cannot predict gets an empty value, `status` = the error and a DEGRADED log line;
+the others are still written. Exit status 0 when at least one patient was predicted.
+Each patient is predicted on its own: nothing is fitted on the input cohort.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from chimera_surv.case import Case, MRIInput, SlideInput
+from chimera_surv.generic import generic_task
+from chimera_surv.predict import DegradedLog, modality_inputs, parse_clinical_record
+
+log = logging.getLogger("chimera_surv.predict_cohort")
+MASK_SUFFIXES = ("_mask", "_tissue")
+MRI_SUFFIXES = {"t2w": "t2", "t2": "t2", "adc": "adc", "hbv": "hbv", "mask": "mask"}
+
+
+def folder_cases(root: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(case id, {"clinical", "rna", "slides", "mri"}) for each patient folder under `root`, sorted by id."""
+    folders = sorted({p.parent for pattern in ("*_CD.json", "*_RNA.json") for p in root.rglob(pattern)})
+    cases = []
+    for folder in folders:
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        clinical = next((p for p in files if p.name.endswith("_CD.json")), None)
+        rna = next((p for p in files if p.name.endswith("_RNA.json")), None)
+        images = [p for p in files if p.suffix.lower() in (".tif", ".tiff")]
+        masks = {p.stem[: -len(s)]: p for p in images for s in MASK_SUFFIXES if p.stem.endswith(s)}
+        slides = [p for p in images if p not in masks.values()]
+        mri = {MRI_SUFFIXES[p.stem.rsplit("_", 1)[-1].lower()]: p for p in files
+               if p.suffix.lower() == ".mha" and p.stem.rsplit("_", 1)[-1].lower() in MRI_SUFFIXES}
+        cases.append((folder.name, {
+            "clinical": clinical, "rna": rna,  # paths, read per patient (a broken file costs that modality)
+            "slides": [SlideInput(index=i, wsi=p, mask=masks.get(p.stem), name=p.name) for i, p in enumerate(slides)],
+            "mri": MRIInput(**mri) if mri else None}))
+    return cases
+
+
+def csv_cases(path: Path, bundle: Any, id_column: str) -> list[tuple[str, dict[str, Any]]]:
+    """(case id, inputs) per CSV row: schema fields → clinical JSON, gene columns → RNA JSON."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if id_column not in columns:
+            raise ValueError(f"{path}: no id column {id_column!r} (columns: {columns[:20]})")
+        rows = list(reader)
+    genes = set(bundle.genes)
+    cases = []
+    for row in rows:
+        clinical = {k: _cell(v) for k, v in row.items() if k != id_column and k not in genes}
+        rna = {k: v for k, v in row.items() if k in genes and v not in ("", None)}
+        cases.append((row[id_column], {"clinical": clinical, "rna": rna or None, "slides": [], "mri": None}))
+    return cases
+
+
+def _cell(text: str | None) -> Any:
+    """A CSV cell as JSON would carry it: a number when it reads as one, None when empty, else the text."""
+    if text is None or text.strip() == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def bundle_task(bundle: Any) -> Any:
+    """The task the bundle was trained for (generic: from its meta; CHIMERA: the fixed task)."""
+    from chimera_surv.tasks import TASKS
+
+    meta = (bundle.meta or {}).get("task") or {}
+    if bundle.task_id in TASKS:
+        return TASKS[bundle.task_id]
+    kind = meta.get("kind") or ("survival" if bundle.output_kind == "months" else "binary")
+    return generic_task(kind, meta.get("name"), meta.get("output_file"), bundle.modalities)
+
+
+def predict_one(bundle: Any, task: Any, case_id: str, inputs: dict[str, Any], model_root: Path,
+                device: str | None) -> dict[str, Any]:
+    """One patient through the container's own steps (parse → modality inputs → bundle.predict)."""
+    degraded = DegradedLog()
+    raw = {m: _read_json(inputs[m], m, degraded) for m in ("clinical", "rna")}
+    case = Case(task=task, slides=inputs["slides"], mri=inputs["mri"], clinical=raw["clinical"], rna=raw["rna"],
+                case_id=case_id)
+    row: dict[str, Any] = {"case_id": case_id, task.output_kind: "", "risk": "", "used": "", "status": "ok"}
+    try:
+        record = parse_clinical_record(case, bundle.clinical_schema, degraded) if "clinical" in bundle.modalities \
+            else None
+        result = bundle.predict(modality_inputs(case, bundle, record, degraded, model_root, None, device))
+        if not (math.isfinite(result.value) and math.isfinite(result.risk)):
+            raise ValueError(f"non-finite prediction {result.value}")
+        row.update({task.output_kind: result.value, "risk": result.risk, "used": "+".join(result.used)})
+        if degraded.entries:
+            row["status"] = "degraded: " + ", ".join(sorted({e["stage"] for e in degraded.entries}))
+    except Exception as exc:  # noqa: BLE001 - one patient's failure never loses the others
+        degraded("model", f"{type(exc).__name__}: {exc}", f"no prediction for {case_id}")
+        row["status"] = f"failed: {type(exc).__name__}: {exc}"
+    return row
+
+
+def _read_json(value: Any, modality: str, degraded: DegradedLog) -> Any:
+    """A JSON file's content (folder input) or the value itself (CSV input); unreadable → None + DEGRADED."""
+    if not isinstance(value, Path):
+        return value
+    try:
+        return json.loads(value.read_text())
+    except (OSError, ValueError) as exc:
+        degraded(modality, f"{value.name}: {type(exc).__name__}: {exc}", f"{modality} treated as missing")
+        return None
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+        return
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["case_id"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def predict_cohort(bundle_dir: Path, source: Path, out: Path | None = None, id_column: str = "case_id",
+                   device: str | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """Predict every patient of `source` (folder or CSV) with the bundle in `bundle_dir`; returns (file, rows)."""
+    from chimera_surv.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    if bundle is None:
+        raise FileNotFoundError(f"no bundle.json in {bundle_dir}")
+    task = bundle_task(bundle)
+    if source.is_dir():
+        cases = folder_cases(source)
+    elif source.suffix.lower() == ".csv":
+        cases = csv_cases(source, bundle, id_column)
+    else:
+        raise ValueError(f"INPUT must be a folder or a .csv file, got {source}")
+    if not cases:
+        raise ValueError(f"no patient found in {source} (folders with *_CD.json / *_RNA.json, or CSV rows)")
+    model_root = bundle_dir.resolve().parent  # encoders live next to the bundles (model/encoders)
+    rows = [predict_one(bundle, task, case_id, inputs, model_root, device) for case_id, inputs in cases]
+    path = out or Path(task.output_file)
+    write_rows(path, rows)
+    return path, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chimera_surv.predict_cohort", description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundle", type=Path, help="bundle folder (bundle.json + weights.safetensors)")
+    parser.add_argument("input", type=Path, help="a folder of patient folders, or a CSV with one row per patient")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: the config's output_file)")
+    parser.add_argument("--id-column", default="case_id", help="the CSV column holding the patient id")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    path, rows = predict_cohort(args.bundle, args.input, args.out, args.id_column, args.device)
+    done = sum(not str(r["status"]).startswith("failed") for r in rows)
+    print(f"{done}/{len(rows)} patients predicted → {path}")
+    return 0 if done else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
