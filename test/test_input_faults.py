@@ -121,6 +121,11 @@ def test_sockets_of_two_tasks_the_required_sockets_decide_and_the_log_says_so(a,
     assert task.id == max((a, b), key=lambda t: len(REQUIRED_SOCKETS[t])) and note
 
 
+def test_a_clean_socket_set_logs_nothing():
+    for task_id in TASKS:
+        assert choose_task(sorted(TASK_SOCKETS[task_id])) == (TASKS[task_id], None)
+
+
 def test_partial_socket_sets_still_name_their_task():
     for task_id in TASKS:
         own = REQUIRED_SOCKETS[task_id] - set().union(*(TASK_SOCKETS[t] for t in TASKS if t != task_id))
@@ -264,6 +269,11 @@ def test_the_tissue_estimate_reads_a_slide_without_pyramid_by_bounded_tiles(tmp_
     with slide_reader.open_slide(path) as wsi:
         assert wsi.level_count == 1
         reference = slide_reader.estimate_tissue_mask(wsi, max_side=1000)  # read whole: the small-slide path
+        coarse = reference.tissue[2::5, 2::5]  # the centre pixel of each 5x5 block
+        shrunk = slide_reader.estimate_tissue_mask(wsi, max_side=200)  # streamed through pyvips
+        assert shrunk.tissue.shape == (140, 200) and (coarse == shrunk.tissue).mean() > 0.97
+        # When pyvips cannot read the file: openslide, tile by tile.
+        monkeypatch.setattr(slide_reader, "_thumbnail", lambda path, side: None)
         monkeypatch.setattr(slide_reader, "ESTIMATE_TILE", 96)
         sizes = []
         original = wsi.read_region
@@ -276,7 +286,6 @@ def test_the_tissue_estimate_reads_a_slide_without_pyramid_by_bounded_tiles(tmp_
         tiled = slide_reader.estimate_tissue_mask(wsi, max_side=200)
         assert max(sizes) <= 96 * 96 and len(sizes) > 20  # never the whole level at once
         assert tiled.tissue.shape == (140, 200) and tiled.scale == pytest.approx((5.0, 5.0))
-        coarse = reference.tissue[2::5, 2::5]  # the centre pixel of each 5x5 block
         assert (coarse == tiled.tissue).mean() > 0.97
         assert abs(tiled.fraction - np.pi / 9 * 0.7) < 0.02  # the disc: pi (h/3)^2 / (w h)
         monkeypatch.setattr(slide_reader, "MAX_ESTIMATE_DECODE_PIXELS", 10_000)

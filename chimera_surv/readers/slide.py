@@ -283,7 +283,13 @@ def estimate_tissue_mask(wsi: WSI, max_side: int = ESTIMATE_MAX_SIDE, saturation
         rgb = wsi.read_level(level).astype(np.int16)
     else:
         level = wsi.level_count - 1
-        rgb = _read_level_reduced(wsi, level, math.ceil(max(wsi.level_dimensions[level]) / max_side))
+        width, height = wsi.level_dimensions[level]
+        if width * height > MAX_ESTIMATE_DECODE_PIXELS:
+            raise SlideError(f"{wsi.path.name}: level {level} ({width}x{height} px, no level under {max_side} px) is "
+                             f"over the {MAX_ESTIMATE_DECODE_PIXELS:,}-pixel limit of the tissue estimate")
+        rgb = _thumbnail(wsi.path, max_side) if level == 0 else None
+        if rgb is None:
+            rgb = _read_level_reduced(wsi, level, math.ceil(max(width, height) / max_side))
     saturation = rgb.max(axis=2) - rgb.min(axis=2)
     tissue = (saturation > saturation_threshold) & (rgb.max(axis=2) > 30)
     height, width = tissue.shape
@@ -291,12 +297,28 @@ def estimate_tissue_mask(wsi: WSI, max_side: int = ESTIMATE_MAX_SIDE, saturation
     return TissueMask(tissue=tissue, scale=(slide_w / width, slide_h / height), source="threshold")
 
 
+def _thumbnail(path: Path, max_side: int) -> np.ndarray | None:
+    """Level 0 shrunk to `max_side` while it streams through pyvips (multi-threaded, memory bounded: about 10x
+    faster than reading it through openslide), as int16 RGB on white; None when pyvips cannot read the file."""
+    import pyvips
+
+    try:
+        image = pyvips.Image.thumbnail(str(path), max_side, size="down")
+        if image.hasalpha():
+            image = image.flatten(background=[255, 255, 255])
+        rgb = image.numpy()
+    except pyvips.Error as error:
+        log.info("pyvips cannot shrink %s (%s); reading it by tiles", path.name, str(error).strip()[:200])
+        return None
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        return None
+    return rgb[..., :3].astype(np.int16)
+
+
 def _read_level_reduced(wsi: WSI, level: int, factor: int) -> np.ndarray:
     """A level averaged over `factor` x `factor` blocks, read tile by tile (memory bounded by ESTIMATE_TILE²)."""
     width, height = wsi.level_dimensions[level]
     label = f"{wsi.path.name}: level {level} ({width}x{height} px, no level under {ESTIMATE_MAX_SIDE} px)"
-    if width * height > MAX_ESTIMATE_DECODE_PIXELS:
-        raise SlideError(f"{label} is over the {MAX_ESTIMATE_DECODE_PIXELS:,}-pixel limit of the tissue estimate")
     step = max(factor, ESTIMATE_TILE // factor * factor)  # a whole number of blocks per tile
     out = np.empty((math.ceil(height / factor), math.ceil(width / factor), 3), dtype=np.int16)
     downsample = wsi.level_downsamples[level]
