@@ -395,6 +395,10 @@ def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
                               input_dims={m: int(d) for m, d in entry["input_dims"].items()},
                               preprocessors=preprocessors, risk_shift=float(entry["risk_shift"]),
                               risk_scale=float(entry["risk_scale"])))
+    calibration = build_calibration(doc["calibration"])
+    if getattr(calibration, "kind", doc["output_kind"]) != doc["output_kind"]:
+        raise BundleError(f"{path / BUNDLE_JSON}: calibration {doc['calibration'].get('name')!r} gives "
+                          f"{calibration.kind}, but the bundle's output_kind is {doc['output_kind']}")
     recipe = None
     if doc.get("recipe") is not None:
         from chimera_surv.features import FeatureRecipe
@@ -403,5 +407,5 @@ def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
     return Bundle(path=path, task_id=int(doc["task_id"]), modalities=list(doc["modalities"]), recipe=recipe,
                   mri_kind=doc.get("mri_kind"), genes=list(doc.get("genes") or []),
                   clinical_schema=_restore_schema(doc.get("clinical_schema")), members=members,
-                  calibration=build_calibration(doc["calibration"]), output_kind=doc["output_kind"],
+                  calibration=calibration, output_kind=doc["output_kind"],
                   meta=doc.get("meta", {}))

@@ -62,6 +62,8 @@ def inside(root: Path, relative: Any) -> Path:
 def read_json_file(root: Path, relative: str) -> Any:
     """A JSON file inside `root`, size-checked before reading; raises ValueError/OSError with the cause."""
     path = inside(root, relative)
+    if path.exists() and not path.is_file():  # a folder, a FIFO (reading it would block forever), a device
+        raise ValueError("not a regular file")
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
         raise ValueError(f"{size} bytes, over the {MAX_JSON_BYTES}-byte limit for a JSON socket")
@@ -84,12 +86,17 @@ def read_inputs_json(input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         issue = "inputs.json missing: sockets rebuilt from the organisers' folder layout"
     except Exception as exc:  # noqa: BLE001 - any unreadable inputs.json (JSON, size, link out, MemoryError ...)
         issue = f"inputs.json unreadable ({describe(exc)}): sockets rebuilt from the organisers' folder layout"
+    return layout_entries(input_dir), [issue]
+
+
+def layout_entries(input_dir: Path) -> list[dict[str, Any]]:
+    """Sockets rebuilt from the organisers' known relative paths that exist under `input_dir`."""
     entries = []
     for relative, slug in KNOWN_RELATIVE_PATHS.items():
         if (input_dir / relative).exists():
             super_kind = "Value" if relative.endswith(".json") else "Image"
             entries.append({"interface": {"slug": slug, "relative_path": relative, "super_kind": super_kind}})
-    return entries, [issue]
+    return entries
 
 
 def socket_of(entry: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +172,12 @@ def read_case(input_dir: Path | str) -> Case:
     try:
         task, note = choose_task([s for s in slugs if s])
     except ValueError as exc:
-        raise UnknownTaskError(str(exc)) from None
+        rebuilt = layout_entries(input_dir)
+        if issues or not rebuilt:  # the entries were already rebuilt (inputs.json unreadable), or nothing to try
+            raise UnknownTaskError(str(exc)) from None
+        issues.append(f"inputs.json names no socket of any task ({exc}): sockets rebuilt from the folder layout")
+        entries, slugs = rebuilt, [slug_of(e) for e in rebuilt]
+        task, note = choose_task(slugs)
     if note:
         log.warning("%s", note)
         issues.append(note)

@@ -334,6 +334,12 @@ def test_a_bundle_of_another_task_is_refused_by_name(trained, tmp_path, caplog):
     _, log, result = run_task(trained["cases"][3], model, tmp_path / "3", caplog, 3)
     assert result["provenance"].startswith("prior:")
     assert_degraded(log, "Task 2 bundle (output probability) in the folder of Task 3", "refused")
+    # The right task and output kind, but a calibration that gives probabilities: refused too.
+    doc.update(task_id=3, output_kind="months", calibration={"name": "sigmoid"})
+    (model / "nmibc-recurrence" / "bundle.json").write_text(json.dumps(doc))
+    _, log, result = run_task(trained["cases"][3], model, tmp_path / "3b", caplog, 3)
+    assert result["provenance"].startswith("prior:")
+    assert_degraded(log, "calibration 'sigmoid' gives probability, but the bundle's output_kind is months")
 
 
 def test_a_mask_declaring_a_huge_size_is_refused_fast(trained, tmp_path, caplog):

@@ -191,6 +191,24 @@ def test_deep_nesting_and_huge_json_cost_that_file_only(tmp_path, monkeypatch):
     assert case.task.id == 3 and any("over the 10-byte limit" in issue for issue in case.issues)
 
 
+def test_inputs_json_naming_no_task_socket_falls_back_to_the_layout(tmp_path):
+    import os
+
+    root = materialise(tmp_path / "case", task_entries(3))
+    for content in ([], [{"interface": {"slug": "internal-qc-note"}}], {"socket": 5}):
+        (root / "inputs.json").write_text(json.dumps(content))
+        case = read_case(root)
+        assert case.task.id == 3 and case.rna == {"A1BG": 1.0}
+        assert any("names no socket of any task" in issue for issue in case.issues)
+    # A JSON socket that is a FIFO would block a read forever: refused, the inline value used.
+    (root / "inputs.json").write_text(json.dumps(task_entries(3)))
+    rna = root / RELATIVE["bulk-rna-seq-bladder-cancer"]
+    rna.unlink()
+    os.mkfifo(rna)
+    case = read_case(root)
+    assert case.rna == {"A1BG": 1.0} and any("not a regular file" in issue for issue in case.issues)
+
+
 def test_clinical_parsing_failures_cost_the_value_only():
     from chimera_surv.readers.clinical import load_schema, parse_clinical
     from chimera_surv.readers.rna import parse_rna
@@ -273,7 +291,7 @@ def test_the_tissue_estimate_reads_a_slide_without_pyramid_by_bounded_tiles(tmp_
         shrunk = slide_reader.estimate_tissue_mask(wsi, max_side=200)  # streamed through pyvips
         assert shrunk.tissue.shape == (140, 200) and (coarse == shrunk.tissue).mean() > 0.97
         # When pyvips cannot read the file: openslide, tile by tile.
-        monkeypatch.setattr(slide_reader, "_thumbnail", lambda path, side: None)
+        monkeypatch.setattr(slide_reader, "_thumbnail", lambda path, size, side: None)
         monkeypatch.setattr(slide_reader, "ESTIMATE_TILE", 96)
         sizes = []
         original = wsi.read_region
@@ -298,6 +316,25 @@ def test_the_tissue_estimate_reads_a_slide_without_pyramid_by_bounded_tiles(tmp_
         with pytest.raises(slide_reader.SlideError, match="too large to read whole"):
             monkeypatch.setattr(slide_reader, "MAX_MASK_PIXELS", 1000)
             wsi.read_level(0)
+
+
+def test_the_tissue_estimate_shrinks_the_coarsest_pyramid_level_when_it_is_still_large(tmp_path, monkeypatch):
+    from chimera_surv.writers import write_wsi
+
+    y, x = np.mgrid[:768, :1024]
+    rgb = np.full((768, 1024, 3), 245, np.uint8)
+    rgb[(x - 512) ** 2 + (y - 384) ** 2 < 250 ** 2] = (200, 110, 170)
+    path = write_wsi(tmp_path / "pyramid.tif", rgb, mpp=0.25)
+
+    def no_tiles(*args):
+        raise AssertionError("read by openslide tiles although pyvips can shrink the page")
+
+    monkeypatch.setattr(slide_reader, "_read_level_reduced", no_tiles)
+    with slide_reader.open_slide(path) as wsi:
+        assert min(max(d) for d in wsi.level_dimensions) > 100
+        mask = slide_reader.estimate_tissue_mask(wsi, max_side=100)
+    assert max(mask.tissue.shape) == 100
+    assert abs(mask.fraction - np.pi * 250 ** 2 / (1024 * 768)) < 0.03
 
 
 def mha_declaring(path: Path, size: tuple[int, int, int], spacing: str = "1 1 1") -> Path:
