@@ -414,6 +414,17 @@ def test_non_finite_tissue_mask_is_refused():
     assert slide_reader._binarise(np.array([[0, 255]], np.uint8), "m.tif").tolist() == [[False, True]]
 
 
+def test_a_mask_too_small_to_locate_tissue_is_refused(tmp_path):
+    from chimera_surv.writers import write_mask
+
+    slide = one_level_slide(tmp_path / "s.tif", 256, 192)
+    with slide_reader.open_slide(slide) as wsi:
+        for shape in ((1, 1), (3, 4)):
+            mask = write_mask(tmp_path / f"m{shape[0]}.tif", np.ones(shape, np.uint8), mpp=4.0)
+            with pytest.raises(slide_reader.SlideError, match="too small to locate tissue"):
+                slide_reader.read_tissue_mask(mask, wsi)
+
+
 def test_a_socket_appearing_twice_logs_which_one_was_used(tmp_path):
     entries = task_entries(2)
     duplicate = entry("tissue-mask", relative="images/tissue-mask-again")

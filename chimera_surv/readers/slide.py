@@ -39,6 +39,10 @@ PLAUSIBLE_MPP = (0.05, 20.0)
 DEFAULT_ASSUMED_MPP = 0.25
 
 
+# A mask with fewer pixels than this on a side cannot locate tissue (and passes any aspect-ratio check).
+MIN_MASK_SIDE = 8
+
+
 class SlideError(RuntimeError):
     """A slide or mask that cannot be used as it is (unreadable, no resolution, misaligned mask ...)."""
 
@@ -258,9 +262,9 @@ def read_tissue_mask(mask_path: Path | str, wsi: WSI, max_pixels: int = MAX_MASK
     """
     mask_path = Path(mask_path)
     pixels = _read_mask_pixels(mask_path, max_pixels)
-    height, width = pixels.shape[:2]
-    if width == 0 or height == 0:
-        raise SlideError(f"tissue mask {mask_path.name} is empty (0 px)")
+    height, width = pixels.shape[:2] if pixels.ndim >= 2 else (pixels.size, 1)
+    if min(width, height) < MIN_MASK_SIDE:
+        raise SlideError(f"tissue mask {mask_path.name} is {width}x{height} px: too small to locate tissue")
     slide_w, slide_h = wsi.dimensions
     sx, sy = slide_w / width, slide_h / height
     rounding = 1.0 / min(width, height)
