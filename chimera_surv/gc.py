@@ -71,6 +71,8 @@ def read_json_file(root: Path, relative: str) -> Any:
         return json.loads(path.read_text())
     except RecursionError:
         raise ValueError(f"JSON nested too deeply ({size} bytes)") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
+        raise ValueError(f"not valid JSON ({size} bytes): {err}") from None
 
 
 def read_inputs_json(input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:

@@ -152,7 +152,13 @@ def modality_inputs(case: Case, bundle: Any, record: Any, degraded: DegradedLog,
             def mri_vector() -> Any:
                 from chimera_surv.mri_features import mri_features
 
-                vector, _names = mri_features(case.mri, kind=bundle.mri_kind, encoder_root=model_dir / "encoders")
+                vector, names = mri_features(case.mri, kind=bundle.mri_kind, encoder_root=model_dir / "encoders")
+                bad = [name for name, value in zip(names, vector) if not math.isfinite(float(value))]
+                if len(bad) == len(names):
+                    raise ValueError(f"every one of the {len(names)} MRI features is non-finite")
+                if bad:
+                    degraded("mri", f"{len(bad)} non-finite MRI features ({', '.join(bad[:5])})",
+                             "those features imputed with the training mean")
                 return vector
 
             inputs.mri = attempt(degraded, "mri", "predicting without MRI", mri_vector,
@@ -182,7 +188,7 @@ def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, devic
             result = bundle.predict(inputs_now)
             return finite_output(result.value, case.task), list(result.used)
         except Exception as exc:  # noqa: BLE001
-            degraded("model", describe(exc), action)
+            degraded("model", f"predicting with the bundle in {bundle.path}: {describe(exc)}", action)
     return None
 
 
