@@ -83,7 +83,9 @@ def read_inputs_json(input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
             entries = [entries]
         if not isinstance(entries, list):
             raise TypeError(f"expected a list, got {type(entries).__name__}")
-        return [e for e in entries if isinstance(e, dict)], []
+        kept = [e for e in entries if isinstance(e, dict)]
+        dropped = len(entries) - len(kept)
+        return kept, [f"inputs.json: {dropped} entries that are not JSON objects ignored"] if dropped else []
     except FileNotFoundError:
         issue = "inputs.json missing: sockets rebuilt from the organisers' folder layout"
     except Exception as exc:  # noqa: BLE001 - any unreadable inputs.json (JSON, size, link out, MemoryError ...)
@@ -103,8 +105,10 @@ def layout_entries(input_dir: Path) -> list[dict[str, Any]]:
 
 def socket_of(entry: dict[str, Any]) -> dict[str, Any]:
     """GC writes the socket under `socket` and the legacy `interface`; accept either."""
-    socket = entry.get("socket") or entry.get("interface") or {}
-    return socket if isinstance(socket, dict) else {}
+    for key in ("socket", "interface"):
+        if isinstance(entry.get(key), dict) and entry[key]:
+            return entry[key]
+    return {}
 
 
 def slug_of(entry: dict[str, Any]) -> str:
@@ -175,7 +179,7 @@ def read_case(input_dir: Path | str) -> Case:
         task, note = choose_task([s for s in slugs if s])
     except ValueError as exc:
         rebuilt = layout_entries(input_dir)
-        if issues or not rebuilt:  # the entries were already rebuilt (inputs.json unreadable), or nothing to try
+        if rebuilt == entries or not rebuilt:  # already rebuilt (inputs.json unreadable), or nothing to try
             raise UnknownTaskError(str(exc)) from None
         issues.append(f"inputs.json names no socket of any task ({exc}): sockets rebuilt from the folder layout")
         entries, slugs = rebuilt, [slug_of(e) for e in rebuilt]

@@ -195,7 +195,7 @@ def test_inputs_json_naming_no_task_socket_falls_back_to_the_layout(tmp_path):
     import os
 
     root = materialise(tmp_path / "case", task_entries(3))
-    for content in ([], [{"interface": {"slug": "internal-qc-note"}}], {"socket": 5}):
+    for content in ([], [{"interface": {"slug": "internal-qc-note"}}], {"socket": 5}, [1, "x", None]):
         (root / "inputs.json").write_text(json.dumps(content))
         case = read_case(root)
         assert case.task.id == 3 and case.rna == {"A1BG": 1.0}
