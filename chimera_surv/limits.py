@@ -22,7 +22,9 @@ MAX_MASK_DECODE_PIXELS = 1_000_000_000
 ESTIMATE_MAX_SIDE = 2048
 # ... and, on a slide without such a level, reads the coarsest level by tiles of this side (bounded memory),
 ESTIMATE_TILE = 2048
-# ... only when that level declares at most this many pixels, and within this many seconds.
+# ... only when that level declares at most this many pixels (streamed through pyvips at about 65 Mpx/s on the
+# loaded 2-core dev machine: 30 s; benchmarks/input_guards.py), and, read by openslide tiles (when pyvips cannot
+# read the file), within this many seconds.
 MAX_ESTIMATE_DECODE_PIXELS = 2_000_000_000
 ESTIMATE_TIME_S = 60.0
 

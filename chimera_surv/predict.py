@@ -71,7 +71,8 @@ def attempt(degraded: DegradedLog, stage: str, action: str, fn: Callable[[], Any
     try:
         return fn()
     except Exception as exc:  # noqa: BLE001 - the point is that nothing escapes a case
-        degraded(stage, (f"reading {reading}: " if reading else "") + describe(exc), action)
+        label = reading if len(reading) <= 240 else reading[:237] + "..."  # the cause must survive the 500 cap
+        degraded(stage, (f"reading {label}: " if label else "") + describe(exc), action)
         return None
 
 

@@ -495,6 +495,9 @@ def test_messages_name_the_cause_even_for_silent_exceptions(tmp_path, caplog):
         assert attempt(degraded, "wsi", "predicting without slides", fail, reading=files_label([slide, None])) is None
     assert degraded.entries[0]["cause"] == "reading s.tif (2.5 MB): MemoryError: out of memory"
     assert "s.tif (2.5 MB)" in caplog.text
+    many = files_label([slide] * 40)  # ten slides and their masks: the label is cut, never the cause
+    attempt(degraded, "wsi", "predicting without slides", fail, reading=many)
+    assert len(many) > 500 and degraded.entries[1]["cause"].endswith("...: MemoryError: out of memory")
 
 
 def test_a_broken_bundle_json_is_blamed_on_bundle_json(tmp_path):
