@@ -134,8 +134,9 @@ def choose_task(slugs: list[str]) -> tuple[Task, str | None]:
         raise ValueError(f"cannot identify the CHIMERA task from sockets {sorted(present)}")
     ranked = sorted(candidates, key=lambda t: (*_evidence(t, present), -t), reverse=True)
     chosen = ranked[0]
-    if not present & set().union(*(TASK_SOCKETS[t] for t in candidates)) - set(TASK_SOCKETS[chosen]):
-        return TASKS[chosen], None  # every known socket is the chosen task's own (shared slide sockets included)
+    foreign = present & set().union(*(TASK_SOCKETS[t] for t in candidates)) - set(TASK_SOCKETS[chosen])
+    if not foreign and (len(candidates) == 1 or _evidence(chosen, present)[0] > 0):
+        return TASKS[chosen], None  # every socket is the chosen task's own, and one of them is its alone
     shares = ", ".join(f"Task {t}: {len(REQUIRED_SOCKETS[t] & present)}/{len(REQUIRED_SOCKETS[t])} required sockets"
                        for t in ranked)
     return TASKS[chosen], (f"sockets of Tasks {', '.join(map(str, candidates))} present; Task {chosen} chosen by "

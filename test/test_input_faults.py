@@ -131,8 +131,10 @@ def test_partial_socket_sets_still_name_their_task():
         own = REQUIRED_SOCKETS[task_id] - set().union(*(TASK_SOCKETS[t] for t in TASKS if t != task_id))
         for slug in own:  # any one socket that only this task defines is enough
             assert choose_task([slug])[0].id == task_id
-    # Only the shared bladder slide sockets: Task 2 (its required set is the smaller one they complete more of).
-    assert choose_task(["tissue-mask", "bladder-cancer-tissue-biopsy-whole-slide-image"])[0].id == 2
+    # Only the shared bladder slide sockets: Task 2 (its required set is the smaller one they complete more of),
+    # and the log says the choice was made between two tasks.
+    task, note = choose_task(["tissue-mask", "bladder-cancer-tissue-biopsy-whole-slide-image"])
+    assert task.id == 2 and "Task 2 chosen by its required sockets" in note
     with pytest.raises(ValueError):
         choose_task(["internal-qc-note", "axial-dwi-prostate-mri"])
 
