@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(REQ_HASH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup test test-slow demo cases bench lint clean
+.PHONY: setup browser test test-slow demo cases bench lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -19,7 +19,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(STAMP)
 
-test: setup
+# Debian's chromium, for the test that opens the HTML report (test/test_report_html.py). Quick when installed;
+# installs with apt-get otherwise (CI runs as root; elsewhere through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (test/test_report_html.py opens the report in it)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(PYTHON) -m pytest
 
 test-slow: setup
@@ -29,7 +38,8 @@ test-slow: setup
 cases: setup
 	$(PYTHON) -m chimera_surv.make_cases --layout gc --task 1 2 3 --n 2 --out test/input --seed 0
 
-# Train small bundles on synthetic cohorts, then run inference.py on held-out synthetic cases.
+# Train small bundles on synthetic cohorts (with the HTML report of each), then run inference.py on held-out
+# synthetic cases and on the sample cases (--explain: attention heatmaps). Per-case rows: add --rows.
 demo: setup
 	$(PYTHON) -m train.demo --out model --cases runs/demo/cases --sample-cases test/input
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Grand-challenge entrypoint: one patient from /input, one finite JSON number to /output.
 
-    python inference.py [--input /input] [--output /output] [--model /opt/ml/model]
+    python inference.py [--input /input] [--output /output] [--model /opt/ml/model] [--explain DIR]
 
-Exit status is non-zero only when the output cannot be written; every other problem is logged as a DEGRADED line
+Exit status is non-zero only when the output cannot be written or the input folder does not exist (a user
+error: the platform always provides /input); every other problem is logged as a DEGRADED line
 and answered with a degraded prediction (see chimera_surv/predict.py).
 """
 
@@ -34,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=Path("/opt/ml/model"), help="bundles and encoder weights")
     parser.add_argument("--cache", type=Path, default=None, help="feature cache (default: none; /tmp is scratch)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--explain", type=Path, default=None,
+                        help="also write attention heatmaps and a case page here (off by default; never fails the case)")
     return parser.parse_args(argv)
 
 
@@ -45,7 +48,7 @@ def check_writable(output_dir: Path) -> None:
 
 
 def run_case(input_dir: Path, output_dir: Path, model_dir: Path, cache_dir: Path | None = None,
-             device: str | None = None) -> Prediction | None:
+             device: str | None = None, explain_dir: Path | None = None) -> Prediction | None:
     """Predict one case and write its output file; what `main` does after parsing arguments.
 
     Returns the prediction, or None when the task could not be told (every task's constant is then written).
@@ -53,7 +56,8 @@ def run_case(input_dir: Path, output_dir: Path, model_dir: Path, cache_dir: Path
     """
     check_writable(output_dir)
     try:
-        prediction = predict_case(input_dir, model_dir, cache_dir=cache_dir, device=device)
+        prediction = predict_case(input_dir, model_dir, cache_dir=cache_dir, device=device,
+                                  explain_dir=explain_dir)
     except Exception as exc:  # noqa: BLE001 - UnknownTaskError, or an input tree that cannot even be listed
         # Without a task we cannot name the output socket: answer every task's file with its constant.
         cause = str(exc) if isinstance(exc, UnknownTaskError) else describe(exc)
@@ -75,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
+    if not args.input.is_dir():  # a typo, not a degraded case: the never-fail chain is for what is inside it
+        print(f"ERROR: input folder {args.input} does not exist or is not a folder", file=sys.stderr)
+        return 2
     try:
-        run_case(args.input, args.output, args.model, cache_dir=args.cache, device=args.device)
+        run_case(args.input, args.output, args.model, cache_dir=args.cache, device=args.device,
+                 explain_dir=args.explain)
     except OSError as exc:
         print(f"ERROR: output folder {args.output} is not writable: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,8 @@ FUSION_SIZES = {
     "concat_mlp": {"hidden": [256], "dropout": 0.25}, "late_sum": {"out": 1},
     "pg_bilinear": {"rank": 64, "pair_out": {"wsi*rna": 64, "wsi*clinical": 32, "rna*clinical": 32}},
     "pg_res": {"rank": 64, "pair_out": {"wsi*rna": 64, "wsi*clinical": 32, "rna*clinical": 32}},
-    "bilinear_main": {"rank": 64, "hidden": 64}, "gated": {"hidden": 256, "mlp_hidden": 64},
+    "bilinear_main": {"rank": 64, "hidden": 64}, "bilinear_product": {"rank": 64, "hidden": 64},
+    "gated": {"hidden": 256, "mlp_hidden": 64},
     "gated_convex": {"hidden": 256, "mlp_hidden": 64}, "crossattn_concat": {"hidden": 256, "heads": 8},
     "crossattn_gated": {"dim": 128, "heads": 4}, "lmf": {"out": 64, "rank": 4},
     "ca_mlif": {"dim": 64, "n_tokens": 4, "mmhid": 64}, "ca_mlif_efficient": {"dim": 64, "n_tokens": 4, "mmhid": 64},
@@ -45,7 +46,7 @@ def make_input(cfg: dict, n_patches: int) -> dict:
     g = torch.Generator().manual_seed(0)
     batch = {}
     for m, spec in cfg["modalities"].items():
-        is_bag = spec["encoder"]["name"] in ("abmil_gated", "mean_pool")
+        is_bag = spec["encoder"]["name"] in ("abmil_gated", "mean_pool", "slide_projection")
         shape = (1, n_patches, spec["dim"]) if is_bag else (1, spec["dim"])
         batch[m] = torch.randn(*shape, generator=g)
         batch[f"{m}_present"] = torch.ones(1, dtype=torch.bool)

@@ -168,7 +168,7 @@ def modality_inputs(case: Case, bundle: Any, record: Any, degraded: DegradedLog,
 
 
 def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, device: str | None,
-                      degraded: DegradedLog) -> tuple[float, list[str]] | None:
+                      degraded: DegradedLog, explain_dir: Path | None = None) -> tuple[float, list[str]] | None:
     """(value, modalities used) from the task's bundle, or None to fall back to the prior."""
     from chimera_surv.bundle import BundleError, ModalityInputs, load_bundle
 
@@ -187,10 +187,25 @@ def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, devic
                                (ModalityInputs(wsi=None, clinical=record, rna=None, mri=None), "using the prior")):
         try:
             result = bundle.predict(inputs_now)
-            return finite_output(result.value, case.task), list(result.used)
+            value = finite_output(result.value, case.task)
+            if explain_dir is not None:  # --explain: on request only, and never able to fail the case
+                explain(case, bundle, inputs_now, value, list(result.used), explain_dir)
+            return value, list(result.used)
         except Exception as exc:  # noqa: BLE001
             degraded("model", f"predicting with the bundle in {bundle.path}: {describe(exc)}", action)
     return None
+
+
+def explain(case: Case, bundle: Any, inputs: Any, value: float, used: list[str], out_dir: Path) -> None:
+    """Attention heatmaps and a case page (chimera_surv/explain.py); any failure is one log line, nothing more."""
+    try:
+        from chimera_surv.explain import explain_case
+
+        page = explain_case(bundle, inputs, case.slides, Path(out_dir), str(case.case_id or "case"),
+                            {"task": case.task.name, "prediction": value, "modalities used": used})
+        log.info("EXPLAIN %s", json.dumps({"page": str(page) if page else None}))
+    except Exception as exc:  # noqa: BLE001 - an explanation is never worth a case
+        log.warning("EXPLAIN failed (the prediction is unaffected): %s: %s", type(exc).__name__, exc)
 
 
 def prior_prediction(case: Case, degraded: DegradedLog) -> tuple[float, str] | None:
@@ -207,7 +222,7 @@ def prior_prediction(case: Case, degraded: DegradedLog) -> tuple[float, str] | N
 
 
 def predict_case(input_dir: Path | str, model_dir: Path | str, *, cache_dir: Path | None = None,
-                 device: str | None = None) -> Prediction:
+                 device: str | None = None, explain_dir: Path | None = None) -> Prediction:
     """Read, featurise, predict and calibrate one case.
 
     Raises only when the case cannot be read at all (`UnknownTaskError`, or an input tree that cannot be listed);
@@ -223,7 +238,7 @@ def predict_case(input_dir: Path | str, model_dir: Path | str, *, cache_dir: Pat
 
     prediction: Prediction | None = None
     result = attempt(degraded, "bundle", "using the clinical prior",
-                     lambda: bundle_prediction(case, model_dir, cache_dir, device, degraded),
+                     lambda: bundle_prediction(case, model_dir, cache_dir, device, degraded, explain_dir),
                      reading=f"the bundle in {model_dir / task.name}")
     if result is not None:
         value, used = result

@@ -180,6 +180,42 @@ def test_m3_closed_form_game() -> None:
     np.testing.assert_allclose(res.matrix[:, 1, 2], 1.5 * a * b * c, atol=1e-12)
 
 
+def test_three_way_dividend_shows_pure_abc_synergy() -> None:
+    """Pure a·b·c under zero-mean masking: every pairwise estimator sees pairs (primary: 75%, main effects
+    −abc/6 each), while the Harsanyi dividends put 100% on the three-way coalition."""
+    rng = np.random.default_rng(6)
+    x = {k: rng.normal(size=(40, 1)) for k in "abc"}
+    bg = {k: np.array([[-1.0], [1.0]]) for k in "abc"}  # mean masker baseline = 0 exactly
+    res = intershap(lambda e: e["a"][:, 0] * e["b"][:, 0] * e["c"][:, 0], x, bg, "mean")
+    abc = x["a"][:, 0] * x["b"][:, 0] * x["c"][:, 0]
+    s = res.summary(per_patient=True)
+    assert s["estimators"]["orig_mean_abs"]["interaction_pct"] == pytest.approx(75.0)
+    np.testing.assert_allclose(res.matrix[:, 0, 0], -abc / 6, atol=1e-12)
+    np.testing.assert_allclose(res.dividends[:, -1], abc, atol=1e-12)
+    h = s["harsanyi"]
+    assert h["all_m"]["coalition"] == "a*b*c" and h["all_m"]["pct"] == pytest.approx(100.0)
+    assert h["by_order_pct"] == pytest.approx({"1": 0.0, "2": 0.0, "3": 100.0})
+    np.testing.assert_allclose(s["per_patient"]["all_m_dividend"], abc, atol=1e-12)
+    # a pairwise game has no three-way term; an additive one only first-order dividends
+    pair = intershap(lambda e: e["a"][:, 0] * e["b"][:, 0] + e["c"][:, 0], x, bg, "mean").summary()["harsanyi"]
+    assert pair["all_m"]["pct"] == pytest.approx(0.0, abs=1e-9) and pair["by_order_pct"]["2"] > 0
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_dividends_sum_to_the_game_and_match_the_pairwise_terms(m: int) -> None:
+    values = np.random.default_rng(10 + m).normal(size=(5, 2**m))
+    res = shapley_from_values(values, [f"m{i}" for i in range(m)], masker={"name": "none"})
+    d = res.dividends
+    np.testing.assert_allclose(d[:, 0], values[:, 0], atol=1e-12)  # d(∅) = v(∅)
+    np.testing.assert_allclose(d[:, 1:].sum(1), values[:, -1] - values[:, 0], atol=1e-12)
+    masks = coalition_masks(m)
+    # Shapley value = each dividend shared equally among its members (Harsanyi)
+    shares = (d[:, 1:, None] * masks[None, 1:, :] / masks[1:].sum(1)[None, :, None]).sum(1)
+    np.testing.assert_allclose(res.shapley, shares, atol=1e-12)
+    if m == 2:
+        np.testing.assert_allclose(d[:, -1], 2 * res.matrix[:, 0, 1], atol=1e-12)
+
+
 def test_two_modalities_match_seed_equations_2_to_4() -> None:
     v = np.random.default_rng(5).normal(size=(9, 4))  # columns: ∅, {W}, {R}, {W,R}
     res = shapley_from_values(v, ["wsi", "rna"], masker={"name": "none"})

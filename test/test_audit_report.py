@@ -40,6 +40,9 @@ def test_run_audit_writes_json_and_figures(tmp_path) -> None:
     assert doc["headline"]["interaction_pct"] == pytest.approx(
         saved["maskers"]["mean"]["estimators"]["orig_mean_abs"]["interaction_pct"])
     assert saved["maskers"]["mean"]["per_patient"]["patient_ids"][0] == "p0"
+    assert doc["headline"]["all_m_dividend_pct"] == pytest.approx(
+        saved["maskers"]["mean"]["harsanyi"]["all_m"]["pct"])
+    assert doc["headline"]["all_m_coalition"] == "rna*clinical"
 
 
 def test_cli_glioma_writes_rescored_table(tmp_path, capsys) -> None:

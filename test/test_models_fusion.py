@@ -71,14 +71,6 @@ def test_convex_gate_for_two_modalities_is_alpha_mix():
         assert torch.allclose(fusion({"a": ea, "b": eb}, pres)[0], fusion.mlp(fusion.norm(mix)), atol=1e-6)
 
 
-def test_seed002_pg_widths():
-    for name, width in (("seed002_abmil_pg", 128), ("seed002_abmil_pg_res", 795), ("seed002_abmil_surv", 667)):
-        with torch.device("meta"):
-            net = build_network(preset(name))
-        assert net.fusion.out_dim == width
-        assert net.head.linear.in_features == width
-
-
 def test_abmil_ignores_padding_and_patch_order():
     torch.manual_seed(7)
     enc = MODALITY_ENCODERS.build({"name": "abmil_gated", "dim": 8, "hidden": 6}).eval()
@@ -113,6 +105,31 @@ def test_heads_outputs():
     with torch.no_grad():
         bounded.linear.weight.mul_(1000)
     assert bounded(x)["risk"].abs().max() <= 3.0
+
+
+def test_deephit_event_probability_risk():
+    """risk = logit P(T ≤ h), exact from the logits; it can rank differently from −E[T] and never saturates."""
+    times = [0.0, 10.0, 20.0, 30.0, 40.0]
+    head = HEADS.build({"name": "deephit", "n_bins": 5, "bin_times": times, "risk": "event_probability",
+                        "horizon": 0.0}, in_dim=5)
+    expected = HEADS.build({"name": "deephit", "n_bins": 5, "bin_times": times}, in_dim=5)
+    for h in (head, expected):
+        with torch.no_grad():
+            h.linear.weight.copy_(torch.eye(5))
+            h.linear.bias.zero_()
+    # A: half its mass at t = 0, half beyond the grid; B: all its mass at t = 10.
+    x = torch.tensor([[0.0, -30, -30, -30, -30], [-30.0, 30, -30, -30, -30]])
+    with torch.no_grad():
+        out, ref = head(x), expected(x)
+    f = out["pmf"][:, :1].sum(1).double()
+    assert torch.allclose(out["risk"].double(), torch.log(f / (1 - f)), atol=1e-4, rtol=1e-4)
+    assert out["risk"][0] > out["risk"][1] and ref["risk"][0] < ref["risk"][1]  # the two rankings disagree
+    assert torch.isfinite(out["risk"]).all() and out["risk"][1] < -50  # F ≈ e^-60: no log(0)
+    wide = HEADS.build({"name": "deephit", "n_bins": 5, "bin_times": times, "risk": "event_probability",
+                        "horizon": 1e9}, in_dim=5)
+    assert wide.horizon_bins == 5  # pycox: the beyond-grid class stays on the far side
+    with pytest.raises(ValueError, match="horizon"):
+        HEADS.build({"name": "deephit", "risk": "event_probability"}, in_dim=5)
 
 
 def test_crossattention_len1_is_linear_in_the_other_modality():

@@ -75,6 +75,24 @@ def test_km_quantile_degenerate_training_sets_still_monotone(train, n_events):
     assert np.isfinite(out).all() and (out >= 0).all() and (np.diff(out) < 0).all()
 
 
+def test_km_quantile_events_at_time_zero_keep_the_highest_risks_apart():
+    """Training events at t = 0 once duplicated the t = 0 knot: every risk whose quantile lay above S(0) mapped
+    onto t = 0, separated only by the 1e-6-month tie-breaker. Now the knots are strictly increasing and the top
+    risks spread over (0, first positive event time)."""
+    times = np.r_[np.zeros(10), np.linspace(2.0, 60.0, 50)]
+    events = np.r_[np.ones(10), np.arange(50) % 2].astype(int)  # S(0) = 50/60: the top sixth of risks at t ≈ 0
+    train = np.random.default_rng(0).normal(size=60)
+    cal = CALIBRATIONS.build("km_quantile").fit(train, times, events)
+    assert cal.km_t[0] == 0.0 and (np.diff(cal.km_t) > 0).all()
+    top = np.sort(train)[-8:]  # above the 5/6 quantile
+    out = cal.predict(top)
+    assert (np.diff(out) < 0).all()
+    assert out.max() - out.min() > 0.1  # spread in months, not by the tie-breaker (< 1e-6)
+    first = times[(events == 1) & (times > 0)].min()
+    assert (out > 0).all() and out.max() < first  # before the first positive event time
+    assert harrell_c(events, times, train) == pytest.approx(c_index_of_times(events, times, cal.predict(train)))
+
+
 def test_km_quantile_follows_the_km_curve(bladder):
     """A risk at the training median maps to the time where the KM curve crosses 0.5 (or its tail)."""
     t, e = bladder

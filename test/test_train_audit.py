@@ -141,3 +141,22 @@ def test_late_fusion_has_zero_intershap_through_train(cohort, tmp_path):
     summary = json.loads((tmp_path / "work" / "report" / "audit" / "summary.json").read_text())
     assert summary["maskers"]["mean"]["orig_mean_abs"]["interaction_pct"]["mean"] < 1e-9
     assert not (tmp_path / "work" / "report" / "report.json").exists()  # no report yet: the section waits
+
+
+def test_summary_and_figure_carry_the_harsanyi_orders(tmp_path):
+    """The member docs' Harsanyi dividends reach the summary (mean ± SD by coalition order) and the report figure."""
+    from train.audit import markdown, summarise
+    from train.report_figures import intershap_figure
+
+    def doc(name, three_way):
+        est = {"interaction_pct": 10.0, "shares_pct": {"wsi": 30.0, "clinical": 30.0, "rna": 30.0, "interaction": 10.0}}
+        return {"name": name, "modalities": ["wsi", "clinical", "rna"], "output": "risk", "n_explained": 5,
+                "maskers": {"mean": {"estimators": {"orig_mean_abs": est},
+                                     "harsanyi": {"order": 3, "by_order_pct": {"1": 100.0 - 5 - three_way, "2": 5.0,
+                                                                                "3": three_way}}}}}
+
+    summary = summarise([doc("m0", 20.0), doc("m1", 40.0)])
+    assert summary["harsanyi"]["mean"]["by_order_pct"]["3"]["mean"] == pytest.approx(30.0)
+    assert summary["harsanyi"]["mean"]["by_order_pct"]["3"]["sd"] == pytest.approx(10.0)
+    assert "order 3: 30.0 ± 10.0 %" in markdown(summary)
+    assert (tmp_path / intershap_figure(summary, tmp_path / "f.png")).stat().st_size > 1000

@@ -30,9 +30,20 @@ def test_time_grid_rules():
     net, tcfg = with_time_grid({"head": {"name": "deephit", "n_bins": 5}}, {"loss": None}, time, event)
     assert net["head"]["bin_times"] == tcfg["loss"]["cuts"] == pytest.approx([0, 10, 20, 30, 40])
     assert tcfg["loss"]["name"] == "deephit_pycox" and net["head"]["n_bins"] == 5
-    net, tcfg = with_time_grid({"head": {"name": "deephit", "n_bins": 4, "variant": "modalsurv"}}, {}, time, event)
+    fold = {"name": "deephit", "n_bins": 4, "variant": "modalsurv", "grid": "fold"}
+    net, tcfg = with_time_grid({"head": fold}, {}, time, event)
     assert tcfg["loss"]["cuts"] == pytest.approx([0, 10, 20, 30, 40]) and net["head"]["n_bins"] == 4
     assert net["head"]["bin_times"] == pytest.approx([5, 15, 25, 35])
+    # ModalSurv's own edges (Task 3 main.py: torch.linspace(5, 250, TIME_BINS + 1)) are the variant's default
+    net, tcfg = with_time_grid({"head": {"name": "deephit", "n_bins": 30, "variant": "modalsurv"}}, {}, time, event)
+    assert tcfg["loss"]["cuts"] == pytest.approx(np.linspace(5.0, 250.0, 31).tolist())
+    assert net["head"]["bin_times"][0] == pytest.approx(5 + 245 / 60) and net["head"]["n_bins"] == 30
+    # ranking by the event probability at a horizon: the fold's median event time unless given
+    prob = {"name": "deephit", "n_bins": 5, "risk": "event_probability"}
+    net, _ = with_time_grid({"head": prob}, {"loss": None}, time, event)
+    assert net["head"]["horizon"] == pytest.approx(25.0)  # median of the event times 3, 25, 40
+    net, _ = with_time_grid({"head": {**prob, "horizon": 12.0}}, {"loss": None}, time, event)
+    assert net["head"]["horizon"] == 12.0
     given = {"loss": {"name": "deephit_pycox", "cuts": [0.0, 50.0, 100.0]}}
     net, _ = with_time_grid({"head": {"name": "deephit"}}, given, time, event)
     assert net["head"]["bin_times"] == [0.0, 50.0, 100.0] and net["head"]["n_bins"] == 3

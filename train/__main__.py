@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from train.config import config_hash, load_config, resolve_path
+from train.config import ConfigError, config_hash, load_config, resolve_path
 
 STEPS = ("extract", "fit", "cv", "export", "report", "audit")
 MODALITY_ORDER = ("wsi", "mri", "clinical", "rna")
@@ -50,6 +50,11 @@ class Run:
         self.work = resolve_path(config["work_dir"], base)
         self.out = resolve_path(config["out"], base) if config.get("out") else Path("model") / self.task.name
         self.encoder_root = resolve_path(config.get("encoder_root"), base)
+        if str(config.get("device", "cpu")).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"device: {config['device']} but no GPU is visible; set `device: cpu`")
         _setup_logging(self.work)
         schema_source = config.get("schema") or self.task.id
         if isinstance(schema_source, str) and schema_source.endswith(".json"):
@@ -149,14 +154,17 @@ class Run:
         from train.report import write_report
 
         cv, holdout = self.cv()
-        path = write_report(self.context(), cv, holdout, self.fit(), self.work / "report")
+        slides = {p.case_id: p.slides for p in self.patients}
+        path = write_report(self.context(), cv, holdout, self.fit(), self.work / "report", slides=slides)
         print(f"report: {path}")
         return path
 
     def audit(self) -> Path:
         from train.audit import run_member_audits
+        from train.report import attach_audit
 
         path = run_member_audits(self.context(), self.fit(), self.work / "report")
+        attach_audit(self.work / "report", json.loads(path.read_text()))
         print(f"audit: {path}")
         return path
 
@@ -167,10 +175,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", nargs="+", choices=STEPS + ("all",), default=["all"])
     parser.add_argument("--out", type=Path, default=None, help="bundle folder (overrides the config's `out`)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (overrides `work_dir`)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] in STEPS and "--steps" not in argv:  # `python -m train audit CONFIG`
         argv = argv[1:] + ["--steps", argv[0]]
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except USER_ERRORS as exc:  # one clear line and a non-zero exit; the traceback goes to train.log
+        if any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
+            log.exception("user error")
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+# What a user fixes in the config or the cohort: a bad key, a missing path, a modality without data.
+USER_ERRORS = (ConfigError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+
+
+def _run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.out:
         overrides["out"] = str(args.out.resolve())

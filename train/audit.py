@@ -67,8 +67,11 @@ def embedded_batch(net: nn.Module, enc: Any, data: Any, idx: list[int], modaliti
 
 
 def head_output(network_config: dict[str, Any]) -> str:
-    """DeepHit members are audited on E[T] (months), every other head on its `risk` (Cox log-risk, logit)."""
-    return "expected_time" if (network_config.get("head") or {}).get("name") == "deephit" else "risk"
+    """DeepHit members ranking by −E[T] are audited on E[T] (months); every other head (and a DeepHit head
+    ranking by the event probability at a horizon) on its `risk` (Cox log-risk, logit)."""
+    head = network_config.get("head") or {}
+    expected = head.get("name") == "deephit" and head.get("risk", "expected_time") == "expected_time"
+    return "expected_time" if expected else "risk"
 
 
 def _same_json(a: Any, b: Any) -> bool:
@@ -131,6 +134,11 @@ def summarise(docs: list[dict[str, Any]]) -> dict[str, Any]:
                 "interaction_pct": _mean_sd([e["interaction_pct"] for e in ests]),
                 "shares_pct": {k: _mean_sd([e["shares_pct"][k] for e in ests]) for k in ests[0]["shares_pct"]}}
         out["maskers"][masker] = per_estimator
+        if all("harsanyi" in d["maskers"][masker] for d in docs):  # dividends by coalition order (2: pairwise, M: all)
+            hs = [d["maskers"][masker]["harsanyi"] for d in docs]
+            out.setdefault("harsanyi", {})[masker] = {
+                "order": hs[0]["order"],
+                "by_order_pct": {k: _mean_sd([h["by_order_pct"][k] for h in hs]) for k in hs[0]["by_order_pct"]}}
     return out
 
 
@@ -154,16 +162,18 @@ def markdown(summary: dict[str, Any]) -> str:
                                 if m in e["shares_pct"] else "–" for m in mods)
             lines.append(f"| {masker} | {name} | {e['interaction_pct']['mean']:.2f} ± "
                          f"{e['interaction_pct']['sd']:.2f} | {shares} |")
+    for masker, h in (summary.get("harsanyi") or {}).items():
+        orders = ", ".join(f"order {k}: {v['mean']:.1f} ± {v['sd']:.1f} %" for k, v in h["by_order_pct"].items())
+        lines.append(f"\nHarsanyi dividends ({masker}; share of mean |dividend| by coalition size): {orders}.")
     lines += ["", ("Per member: `audit/audit_<member>.json` (every estimator, per-patient values) and "
                    "`audit/audit_<member>_<masker>.png`."), ""]
     return "\n".join(lines)
 
 
 def run_member_audits(ctx: RunContext, members: list[dict[str, Any]], report_dir: Path) -> Path:
-    """Audit every member (resumable), write audit/summary.{json,md} and attach the section to the report."""
+    """Audit every member (resumable) and write audit/summary.{json,md}; the caller attaches the section to the
+    report (train.report.attach_audit: report imports audit, never the other way round)."""
     from tqdm import tqdm
-
-    from train.report import attach_audit
 
     out_dir = report_dir / "audit"
     settings = audit_settings(ctx.config)
@@ -178,5 +188,4 @@ def run_member_audits(ctx: RunContext, members: list[dict[str, Any]], report_dir
     summary = {"config_hash": ctx.config_hash, **summarise(docs)}
     _write_json(out_dir / "summary.json", summary)
     (out_dir / "summary.md").write_text(markdown(summary))
-    attach_audit(report_dir, summary)
     return out_dir / "summary.json"

@@ -1,45 +1,199 @@
-"""The training config (YAML): defaults, path resolution and a stable hash that names a run.
+"""The training config (YAML): a typed model with defaults, path resolution and a stable hash that names a run.
 
-Everything a new cohort needs is here: the cohort root and label source, the clinical schema (a task id or any JSON
-path), the gene list (a JSON path, or `from_cohort`), the feature recipe, the protocol and the architectures.
+Why typed: a misspelt key used to be ignored silently and a wrong type failed deep inside a fold. Every section is a
+pydantic model with `extra="forbid"`, so an unknown key or a wrong type is a `ConfigError` naming the key path
+(`train.epoch: unknown key (did you mean 'epochs'?)`). ONE place to add a key: a field on its section below (with
+its default); docs/training.md lists every key (a test checks it), `load_config` still returns a plain dict.
+
+Free-form on purpose: `model` / `compare.<name>` (architecture configs, checked by the registries when built),
+`calibration`, `train.loss`, `cohort.labels.columns`. `recipe` is checked against `FeatureRecipe`'s fields.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-DEFAULTS: dict[str, Any] = {
-    "task": 3,
-    "seed": 0,
-    "threads": 1,
-    "cohort": {"root": None, "labels": {}, "cohort_regex": r"^([0-9]+[A-Za-z])_", "default_cohort": "all"},
-    "schema": None,  # task id, "task3" or a schema JSON path; default: the task's schema
-    "genes": None,  # JSON list path, "from_cohort", or null (no RNA)
-    "modalities": None,  # default: the task's modalities
-    "recipe": {"encoder": "test-tiny", "target_mpp": 0.5, "patch_size": 224, "min_tissue": 0.1},
-    "encoder_root": "model/encoders",
-    "mri_kind": "measurements",
-    "device": "cpu",
-    "work_dir": "runs/default",
-    "out": None,  # the bundle folder; default model/<task name>
-    "preprocess": {"rna": {"log1p": True, "zscore": True, "top_var": None, "pca": None},
-                   "mri": {}, "clinical": {}},
-    "protocol": {"folds": 5, "repeats": 1, "inner_val": 0.2, "cohort_holdout": True, "bootstrap": 500,
-                 "members": 5},
-    "train": {"epochs": 60, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "patience": 15,
-              "min_epochs": 5, "max_patches": 256, "modality_dropout": {}, "grad_clip": 5.0,
-              "loss": None},
-    "model": {},  # the exported architecture (encoders, fusion, head); empty = train/networks.py defaults
-    "compare": {},  # name → network config, evaluated on the same folds as `model`
-    "calibration": None,  # default km_quantile (survival) / platt (Task 2)
-    "audit": {},  # optional keys maskers, missing, batch_size; defaults in train/audit.py (audit_settings)
-}
+
+class ConfigError(ValueError):
+    """A config the user must fix: one line naming the file and the key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelsConfig(_Section):
+    csv: str | None = None  # a CSV with the labels (else the clinical JSON keys the schema names)
+    columns: dict[str, str] | None = None  # case_id/time/event/label/cohort → CSV column
+    positive: list[str] | None = None  # CSV/JSON values meaning the positive class (Task 2)
+
+
+class CohortConfig(_Section):
+    root: str | None = None
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    cohort_regex: str | None = r"^([0-9]+[A-Za-z])_"
+    default_cohort: str = "all"
+
+
+class RnaPreprocess(_Section):
+    log1p: bool = True
+    zscore: bool = True
+    top_var: int | None = None
+    pca: int | None = None
+    top_k: int | None = None  # alias of top_var
+    n_components: int | None = None  # alias of pca
+    whiten: bool = False
+    clip: float | None = 10.0
+
+
+class ClipPreprocess(_Section):
+    clip: float | None = 10.0
+
+
+class PreprocessConfig(_Section):
+    rna: RnaPreprocess = Field(default_factory=RnaPreprocess)
+    mri: ClipPreprocess = Field(default_factory=ClipPreprocess)
+    clinical: ClipPreprocess = Field(default_factory=ClipPreprocess)
+
+
+class ProtocolConfig(_Section):
+    folds: int = Field(5, ge=2)
+    repeats: int = Field(1, ge=1)
+    inner_val: float = Field(0.2, gt=0, lt=1)
+    cohort_holdout: bool = True
+    bootstrap: int = Field(500, ge=0)
+    members: int = Field(5, ge=2)
+
+
+class TrainSection(_Section):
+    epochs: int = Field(60, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(15, ge=1)
+    min_epochs: int = Field(5, ge=0)
+    max_patches: int | None = 256
+    modality_dropout: dict[str, float] = Field(default_factory=dict)
+    grad_clip: float | None = 5.0
+    loss: dict[str, Any] | None = None  # default: Cox/Breslow (Tasks 1, 3), class-weighted BCE (Task 2)
+    deephit_cuts: Literal["equidistant", "quantiles"] = "equidistant"
+
+
+class AuditConfig(_Section):
+    maskers: list[Any] | None = None  # default train/audit.py DEFAULT_MASKERS
+    missing: str = "null"
+    batch_size: int = Field(64, ge=1)
+
+
+class ReportConfig(_Section):
+    horizons: list[float] | None = None  # calibration horizons in months; default: 25/50/75% of follow-up
+    heatmaps: int = Field(6, ge=0)  # out-of-fold patients whose attention heatmaps the report draws
+
+
+class TrainConfig(_Section):
+    task: Literal[1, 2, 3] = 3
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+    cohort: CohortConfig = Field(default_factory=CohortConfig)
+    schema_: int | str | None = Field(None, alias="schema")  # task id, "task3" or a schema JSON path
+    genes: str | None = "from_cohort"  # a JSON list path, or from_cohort (the first RNA file's genes)
+    modalities: list[Literal["wsi", "mri", "clinical", "rna"]] | None = None  # default: the task's
+    recipe: dict[str, Any] = Field(default_factory=lambda: {"encoder": "test-tiny", "target_mpp": 0.5,
+                                                            "patch_size": 224, "min_tissue": 0.1})
+    encoder_root: str | None = "model/encoders"
+    mri_kind: str = "measurements"
+    device: str = "cpu"
+    work_dir: str = "runs/default"
+    out: str | None = None  # the bundle folder; default model/<task name>
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+    model: dict[str, Any] = Field(default_factory=dict)  # exported architecture; empty = train/networks.py
+    compare: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name → architecture, same folds
+    calibration: dict[str, Any] | None = None  # default km_quantile (survival) / platt (Task 2)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+
+
+def _dump(cfg: TrainConfig) -> dict[str, Any]:
+    out = cfg.model_dump(by_alias=True)
+    out["cohort"]["labels"] = cfg.cohort.labels.model_dump(exclude_none=True)  # LabelSpec reads .get(key, default)
+    return out
+
+
+DEFAULTS: dict[str, Any] = _dump(TrainConfig())
+
+
+def default_keys(model: type[BaseModel] = TrainConfig, prefix: str = "") -> dict[str, Any]:
+    """Every key path with its default (nested sections flattened): what docs/training.md lists."""
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            out.update(default_keys(sub, key + "."))
+        else:
+            out[key] = field.get_default(call_default_factory=True)
+    return out
+
+
+def _known(path: tuple[Any, ...]) -> list[str]:
+    """Field names at a key path (for the did-you-mean hint)."""
+    model: Any = TrainConfig
+    for part in path:
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _describe(error: ValidationError, prefix: tuple[Any, ...] = ()) -> str:
+    lines = []
+    for item in error.errors():
+        loc = prefix + tuple(item["loc"])
+        path = ".".join(str(p) for p in loc)
+        if item["type"] == "extra_forbidden":
+            known = _known(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})" if known else ""
+            lines.append(f"{path}: unknown key{hint}")
+        else:
+            lines.append(f"{path}: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(lines)
+
+
+def _recipe_type() -> Any:
+    from chimera_surv.features import FeatureRecipe
+
+    return FeatureRecipe
+
+
+def _check_recipe(recipe: dict[str, Any], where: str) -> None:
+    """Types and names of `recipe` against FeatureRecipe (a dataclass the bundle stores as a dict)."""
+    recipe_type = _recipe_type()
+    known = {f.name for f in dataclasses.fields(recipe_type)}
+    for key in recipe:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: recipe.{key}: unknown key{hint}")
+    try:
+        TypeAdapter(recipe_type).validate_python({**recipe})
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc, ('recipe',))}") from None
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -60,26 +214,49 @@ def resolve_path(value: str | Path | None, base: Path) -> Path | None:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+def _read(source: str | Path) -> dict[str, Any]:
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    return raw or {}
+
+
 def load_config(source: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge a YAML file (or dict) over DEFAULTS; `_base` holds the folder relative paths are resolved against."""
+    """Validate a YAML file (or dict) merged with overrides; unknown keys and wrong types raise ConfigError.
+
+    Returns the plain dict every step reads, with every default filled in; `_base` holds the folder relative
+    paths are resolved against (the config file's folder; the current folder for a dict).
+    """
     if isinstance(source, dict):
-        raw, base = source, Path.cwd()
+        raw, base, where = dict(source), Path(source.get("_base") or Path.cwd()), "config"
+        raw.pop("_base", None)
     else:
-        path = Path(source)
-        raw, base = yaml.safe_load(path.read_text()) or {}, path.resolve().parent
-    config = _merge(DEFAULTS, raw)
-    config = _merge(config, overrides or {})
+        raw, base, where = _read(source), Path(source).resolve().parent, str(source)
+    raw = _merge(raw, overrides or {})
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc)}") from None
+    config = _dump(cfg)
+    config["recipe"] = _merge(DEFAULTS["recipe"], raw.get("recipe") or {})
+    _check_recipe(config["recipe"], where)
     config["_base"] = str(base)
     return config
 
 
-NOT_HASHED = ("_base", "work_dir", "out", "encoder_root", "device", "compare", "audit")
+NOT_HASHED = ("_base", "work_dir", "out", "encoder_root", "device", "compare", "audit", "report")
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """sha256 of what changes a trained model: paths, the comparison list and the audit are left out, so adding
-    a comparison architecture reuses the exported model's folds and members (each CV record also stores its own
-    architecture config)."""
+    """sha256 of what changes a trained model: paths, the comparison list, the audit and the report are left out,
+    so adding a comparison architecture reuses the exported model's folds and members (each CV record also stores
+    its own architecture config)."""
     keep = {k: v for k, v in config.items() if k not in NOT_HASHED}
     keep["protocol"] = {k: v for k, v in keep.get("protocol", {}).items() if k != "bootstrap"}
     keep["cohort"] = {k: v for k, v in keep.get("cohort", {}).items() if k != "root"}

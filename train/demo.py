@@ -1,10 +1,11 @@
 """`python -m train.demo --out model --cases runs/demo/cases`: train small bundles for every task on synthetic
 cohorts, then let the container predict held-out synthetic grand-challenge cases and score them against the oracle.
 
-Steps per task: synthetic training cohort (CHIMERA training layout) → `train` steps extract, fit, export into
+Steps per task: synthetic training cohort (CHIMERA training layout) → `train` steps extract, fit, cv, export, report into
 `<out>/<task name>/` → held-out cases in the grand-challenge layout (a different patient stream) → inference.py's
 `run_case` in this process, scored from the JSON file it wrote (`--subprocess`: `python inference.py` per case) →
-a table and the held-out C-index (AUC for Task 2) beside the oracle value of the latent risk.
+the held-out C-index (AUC for Task 2) beside the oracle value of the latent risk, printed first; then where each
+task's training report (report.html, with figures and out-of-fold attention heatmaps) is; per-case rows with --rows.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ def _options(task: int, stream: str) -> Any:
                                    slides_per_case=(1, 2) if task == 1 else None)
 
 
-def train_task(task: int, work: Path, out: Path, n: int, seed: int) -> Path:
-    """Generate the training cohort (once) and run extract → fit → export; returns the bundle folder."""
+TRAIN_STEPS = ("extract", "fit", "export")
+REPORT_STEPS = ("extract", "fit", "cv", "export", "report")
+
+
+def train_task(task: int, work: Path, out: Path, n: int, seed: int, steps: tuple[str, ...] = TRAIN_STEPS) -> Path:
+    """Generate the training cohort (once) and run `steps` (default extract → fit → export; the demo adds cv and
+    report); returns the bundle folder."""
     from chimera_surv import synthetic
     from chimera_surv.make_cases import write_training_cohort
     from chimera_surv.tasks import TASKS
@@ -52,7 +58,7 @@ def train_task(task: int, work: Path, out: Path, n: int, seed: int) -> Path:
                           "out": str(bundle_dir.resolve()), "encoder_root": str((out / "encoders").resolve()),
                           "seed": seed})
     run = Run(config)
-    for step in ("extract", "fit", "export"):
+    for step in steps:
         getattr(run, step)()
     return bundle_dir
 
@@ -65,19 +71,21 @@ def heldout_cases(task: int, cases: Path, n: int, seed: int) -> list[Path]:
     return sorted(Path(p) for p in write_gc_cases(patients, cases / f"task{task}", seed=seed, workers=2))
 
 
-def predict(case: Path, model: Path, output: Path, use_subprocess: bool) -> tuple[float, str, float]:
+def predict(case: Path, model: Path, output: Path, use_subprocess: bool,
+            explain: Path | None = None) -> tuple[float, str, float]:
     """(value, provenance, seconds) for one case, through the container's code path."""
     started = time.perf_counter()
     if use_subprocess:
         root = Path(__file__).resolve().parents[1]
-        result = subprocess.run([sys.executable, str(root / "inference.py"), "--input", str(case), "--output",
-                                 str(output), "--model", str(model)], capture_output=True, text=True, check=True)
+        command = [sys.executable, str(root / "inference.py"), "--input", str(case), "--output", str(output),
+                   "--model", str(model)] + (["--explain", str(explain)] if explain is not None else [])
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
         line = next(l for l in result.stdout.splitlines() if "RESULT" in l)
         record = json.loads(line.split("RESULT", 1)[1])
         return float(record["value"]), record["provenance"], time.perf_counter() - started
     from inference import run_case  # inference.py's own code path, without a new interpreter per case
 
-    prediction = run_case(case, output, model)
+    prediction = run_case(case, output, model, explain_dir=explain)
     if prediction is None:
         raise RuntimeError(f"{case}: the task could not be told")
     written = json.loads((output / prediction.task.output_file).read_text())
@@ -109,58 +117,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--n-heldout", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rows", action="store_true", help="also print one row per case")
     parser.add_argument("--subprocess", action="store_true", help="run `python inference.py` for every case")
     parser.add_argument("--sample-cases", type=Path, default=None,
                         help="also write the sample cases (grand-challenge layout; Task 1 with 1, 2 and 3 slides) "
-                             "here and run `python inference.py` on each of them")
+                             "here and run `python inference.py --explain` on each of them")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    summary = []
+    summary, rows, reports = [], [], {}
     for task in args.tasks:
         t0 = time.perf_counter()
-        train_task(task, args.work, args.out, DEMO_SIZES[task], args.seed)
+        train_task(task, args.work, args.out, DEMO_SIZES[task], args.seed, steps=REPORT_STEPS)
         train_s = time.perf_counter() - t0
-        cases = heldout_cases(task, args.cases, args.n_heldout, args.seed)
-        rows, truth, values = [], [], []
-        for case in cases:
+        reports[task] = (args.work / f"work_task{task}" / "report" / "report.html").resolve()
+        truth, values = [], []
+        for case in heldout_cases(task, args.cases, args.n_heldout, args.seed):
             value, provenance, seconds = predict(case, args.out, args.work / "outputs" / case.name, args.subprocess)
             truth.append(json.loads((case / "expected.json").read_text()))
             values.append(value)
             rows.append((task, case.name, value, provenance, seconds))
-        print(f"\n{'task':>4}  {'case':<10} {'prediction':>12}  {'provenance':<40} {'s':>6}")
-        for task_id, name, value, provenance, seconds in rows:
-            print(f"{task_id:>4}  {name:<10} {value:>12.4f}  {provenance:<40} {seconds:>6.2f}")
         metric, oracle, name = score(task, truth, values)
-        ratio = metric / oracle if oracle else float("nan")
-        summary.append((task, name, metric, oracle, ratio, train_s))
-        print(f"task {task}: held-out {name} {metric:.3f} vs oracle {oracle:.3f} (ratio {ratio:.2f}; "
-              f"training {train_s:.0f} s)")
-    print("\nsummary")
+        summary.append((task, name, metric, oracle, metric / oracle if oracle else float("nan"), train_s))
+    print("\nsummary (held-out synthetic cases, scored through the container's code)")
     for task, name, metric, oracle, ratio, train_s in summary:
         verdict = "OK" if ratio >= 0.85 else "below 0.85 x oracle"
         print(f"  task {task}: {name} {metric:.3f} / oracle {oracle:.3f} = {ratio:.2f}  [{verdict}]  "
               f"train {train_s:.0f} s")
+    print("\ntraining reports (open in a browser; self-contained):")
+    for task, path in reports.items():
+        print(f"  task {task}: {path}")
+    if args.rows:
+        print(f"\n{'task':>4}  {'case':<10} {'prediction':>12}  {'provenance':<40} {'s':>6}")
+        for task_id, name, value, provenance, seconds in rows:
+            print(f"{task_id:>4}  {name:<10} {value:>12.4f}  {provenance:<40} {seconds:>6.2f}")
     if args.sample_cases is not None:
-        run_sample_cases(args.sample_cases, args.out, args.work / "sample_outputs", args.tasks, args.seed)
-    print(f"demo done in {time.perf_counter() - started:.0f} s")
+        explain = (args.work / "explain").resolve()
+        run_sample_cases(args.sample_cases, args.out, args.work / "sample_outputs", args.tasks, args.seed,
+                         explain, args.rows)
+        pages = sorted(explain.glob("*_explained.html"))
+        print(f"\nattention heatmaps of the sample cases (inference.py --explain): {len(pages)} case pages in "
+              f"{explain}")
+    print(f"\ndemo done in {time.perf_counter() - started:.0f} s (per-case rows: --rows)")
     return 0
 
 
-def run_sample_cases(cases: Path, model: Path, outputs: Path, tasks: list[int], seed: int) -> None:
-    """The sample cases of `make cases`, each through a real `python inference.py` process, as a table."""
+def run_sample_cases(cases: Path, model: Path, outputs: Path, tasks: list[int], seed: int,
+                     explain: Path | None = None, show_rows: bool = False) -> None:
+    """The sample cases of `make cases`, each through a real `python inference.py` process (with --explain)."""
     from chimera_surv.make_cases import main as make_cases
     from chimera_surv.tasks import classify_slug
 
     make_cases(["--layout", "gc", "--task", *map(str, tasks), "--n", "2", "--out", str(cases), "--seed", str(seed)])
-    print(f"\nsample cases in {cases}, each run as `python inference.py`:")
-    print(f"{'task':>4}  {'case':<10} {'slides':>6} {'prediction':>12}  {'provenance':<44} {'s':>6}")
+    rows = []
     for case in sorted(p for p in cases.iterdir() if (p / "inputs.json").is_file()):
         expected = json.loads((case / "expected.json").read_text())
-        value, provenance, seconds = predict(case, model, outputs / case.name, use_subprocess=True)
+        value, provenance, seconds = predict(case, model, outputs / case.name, use_subprocess=True, explain=explain)
         slides = sum(1 for e in json.loads((case / "inputs.json").read_text())
                      if (classify_slug(e["interface"]["slug"]) or ("",))[0] == "wsi")
-        print(f"{expected.get('task', '?'):>4}  {case.name:<10} {slides:>6} {value:>12.4f}  {provenance:<44} "
-              f"{seconds:>6.2f}")
+        rows.append((expected.get("task", "?"), case.name, slides, value, provenance, seconds))
+    print(f"\nsample cases in {cases}: {len(rows)} run as `python inference.py`, "
+          f"{sum(r[4].startswith('bundle:') for r in rows)} answered by a bundle")
+    if show_rows:
+        print(f"{'task':>4}  {'case':<10} {'slides':>6} {'prediction':>12}  {'provenance':<44} {'s':>6}")
+        for task, name, slides, value, provenance, seconds in rows:
+            print(f"{task:>4}  {name:<10} {slides:>6} {value:>12.4f}  {provenance:<44} {seconds:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -107,10 +107,11 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def architectures(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The exported model first (named 'model'), then the comparison architectures."""
-    archs = {"model": config["model"]}
-    archs.update(config.get("compare") or {})
-    return archs
+    """The exported model first (named 'model'), then the comparison architectures, each completed by
+    train/networks.py `resolve_architectures` (main model's modality settings < seed preset < entry keys)."""
+    from train.networks import resolve_architectures
+
+    return resolve_architectures(config)
 
 
 def cv_splits(ctx: RunContext) -> list[Split]:

@@ -1,15 +1,17 @@
-"""Step `report`: JSON + markdown + PNGs from the CV, cohort-held-out and ensemble records.
+"""Step `report`: the numbers (report.json), a markdown page and one self-contained HTML page per training run.
 
-What it shows, and why: per-fold and pooled C-index (or AUC) with bootstrap CIs for every architecture on the SAME
-folds (clinical-only beside multimodal, since clinical-only models often won on the hidden test), the
-cohort-held-out rows beside CV (cohort shift shows here before the platform shows it), KM curves by predicted risk
-group, predicted months against KM, the training curves that chose each early-stopping epoch, and (after the
-`audit` step) the InterSHAP section: how much of each member's prediction is cross-modal interaction.
+What it shows, and why: per-fold and pooled C-index (or AUC) for every architecture on the SAME folds (clinical-only
+beside multimodal, since clinical-only models often won on the hidden test), averaged over ALL repeats (fold mean ±
+sd over every repeat's folds; the pooled out-of-fold metric of each repeat, averaged); the cohort-held-out rows beside
+CV (cohort shift shows here before the platform shows it); which model was chosen and why (`model_choice`, a dict an
+automatic selection fills in); the figures (train/report_figures.py), attention heatmaps of out-of-fold patients
+(train/report_heatmaps.py) and, after the `audit` step, the InterSHAP section. Rendering: train/report_html.py.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ import numpy as np
 
 from chimera_surv.survival.metrics import bootstrap_ci, harrell_c
 from train.protocol import RunContext, oof_standardised
+
+log = logging.getLogger("train.report")
 
 
 def _metric_fn(ctx: RunContext):
@@ -39,7 +43,8 @@ def _ci(ctx: RunContext, idx: list[int], risk: np.ndarray, n_boot: int) -> tuple
 
 
 def cv_summary(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per architecture: fold metrics, mean ± sd, pooled out-of-fold metric per repeat with a bootstrap CI."""
+    """Per architecture: fold metrics, mean ± sd over every fold of every repeat, the pooled out-of-fold metric
+    per repeat with a bootstrap CI, and their mean over repeats (the headline)."""
     n_boot = int(ctx.config["protocol"].get("bootstrap", 500))
     out: dict[str, Any] = {"metric": "c_index" if ctx.survival else "auc", "architectures": {}, "holdout": []}
     for arch in dict.fromkeys(r["arch"] for r in cv):
@@ -51,12 +56,15 @@ def cv_summary(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[str
             risk = np.array([v for r in rows if r["repeat"] == repeat for v in r["risk"]])
             point, low, high = _ci(ctx, idx, risk, n_boot)
             pooled.append({"repeat": repeat, "value": point, "ci95": [low, high]})
+        values = [p["value"] for p in pooled]
         out["architectures"][arch] = {
             "modalities": rows[0]["modalities"],
             "folds": [{"split": r["split"], "value": r["metric"], "best_epoch": r["best_epoch"],
                        "inner_val": r["inner_val_metric"]} for r in rows],
-            "fold_mean": float(np.nanmean(folds)), "fold_sd": float(np.nanstd(folds)),
-            "pooled": pooled, "pooled_mean": float(np.mean([p["value"] for p in pooled])),
+            "fold_mean": float(np.nanmean(folds)), "fold_sd": float(np.nanstd(folds)), "n_folds": len(folds),
+            "pooled": pooled, "pooled_mean": float(np.mean(values)), "pooled_sd": float(np.std(values)),
+            "pooled_ci95_mean": [float(np.mean([p["ci95"][k] for p in pooled])) for k in (0, 1)],
+            "n_repeats": len(pooled),
         }
     for r in holdout:
         point, low, high = _ci(ctx, r["test"], np.asarray(r["risk"]), n_boot)
@@ -65,123 +73,138 @@ def cv_summary(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[str
     return out
 
 
-def _markdown(summary: dict[str, Any], ensemble: dict[str, Any]) -> str:
-    metric = summary["metric"]
-    lines = ["# Training report", "",
-             (f"Metric: **{metric}**. Early stopping and model selection used an inner split of each training fold "
-              "only; preprocessing was fitted on the training fold only. Differences below ~0.05 are noise at this "
-              "cohort size."), "", "## Cross-validation (same folds for every architecture)", "",
-             f"| architecture | modalities | fold mean ± sd | pooled {metric} (95% CI, repeat 0) |", "|---|---|---|---|"]
-    for name, row in summary["architectures"].items():
-        p = row["pooled"][0]
-        lines.append(f"| {name} | {'+'.join(row['modalities'])} | {row['fold_mean']:.3f} ± {row['fold_sd']:.3f} | "
-                     f"{p['value']:.3f} ({p['ci95'][0]:.3f}–{p['ci95'][1]:.3f}) |")
-    lines += ["", "## Cohort-held-out (train on one cohort, test on the other)", ""]
-    if summary["holdout"]:
-        lines += [f"| architecture | split | n test | {metric} (95% CI) |", "|---|---|---|---|"]
-        for r in summary["holdout"]:
-            lines.append(f"| {r['arch']} | {r['split']} | {r['n_test']} | {r['value']:.3f} "
-                         f"({r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}) |")
-    else:
-        lines.append("Only one cohort in the data: no cohort-held-out rows.")
-    lines += ["", "## Exported ensemble", "",
-              (f"Out-of-fold {metric} of the ensemble members (each patient scored by the member that did not "
-               f"train on it; that fold also stopped the member, so this is optimistic and not a validation score): "
-               f"{ensemble['oof_metric']:.3f}."), "",
-              "Figures: `km_by_risk_group.png`, `predicted_vs_km.png`, `training_curves.png`.", ""]
-    return "\n".join(lines)
+def model_choice(ctx: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
+    """Which architecture the bundle exports and why. With a fixed `model` the reason is the config; an automatic
+    selection (`model: auto`) replaces `why` and `rule` and keeps the candidates' CV scores."""
+    candidates = {name: {"pooled_mean": row["pooled_mean"], "fold_mean": row["fold_mean"],
+                         "modalities": row["modalities"]} for name, row in summary["architectures"].items()}
+    chosen = ctx.config.get("model") or {}
+    return {"chosen": "model", "architecture": chosen or "train/networks.py defaults",
+            "why": "fixed in the config (`model`); the comparison architectures are reported, not selected",
+            "rule": None, "candidates": candidates}
 
 
-def _plots(ctx: RunContext, cv: list[dict[str, Any]], members: list[dict[str, Any]], out: Path) -> list[str]:
-    import matplotlib
+def oof_cv_score(ctx: RunContext, cv: list[dict[str, Any]], arch: str = "model") -> np.ndarray:
+    """Each patient's CV out-of-fold score as a within-fold percentile (folds' risk scales differ), averaged
+    over repeats: what the KM and calibration figures group patients by (never seen by its model)."""
+    total = np.zeros(len(ctx.data))
+    count = np.zeros(len(ctx.data))
+    for r in (r for r in cv if r["arch"] == arch):
+        risk = np.asarray(r["risk"], dtype=float)
+        ranks = (np.argsort(np.argsort(risk)) + 0.5) / len(risk)
+        total[r["test"]] += ranks
+        count[r["test"]] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from chimera_surv.survival.calibration import kaplan_meier
-    from train.export import fit_calibration
+def oof_cv_logit(ctx: RunContext, cv: list[dict[str, Any]], arch: str = "model") -> np.ndarray:
+    """Task 2: each patient's CV out-of-fold logit, averaged over repeats."""
+    total, count = np.zeros(len(ctx.data)), np.zeros(len(ctx.data))
+    for r in (r for r in cv if r["arch"] == arch):
+        total[r["test"]] += np.asarray(r["risk"], dtype=float)
+        count[r["test"]] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
-    written = []
-    rows = [r for r in cv if r["arch"] == "model" and r["repeat"] == 0]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for r in [r for r in cv if r["arch"] == "model"]:
-        epochs = [h["epoch"] for h in r["history"]]
-        ax[0].plot(epochs, [h["train_loss"] for h in r["history"]], alpha=0.6)
-        ax[1].plot(epochs, [h["val_metric"] for h in r["history"]], alpha=0.6)
-        ax[1].axvline(r["best_epoch"], color="grey", lw=0.5)
-    ax[0].set(title="training loss (CV folds)", xlabel="epoch")
-    ax[1].set(title="inner-validation metric", xlabel="epoch")
-    fig.tight_layout()
-    fig.savefig(out / "training_curves.png", dpi=80)
-    plt.close(fig)
-    written.append("training_curves.png")
-    if not ctx.survival or not rows:
-        return written
+
+def cross_fitted_probability(logit: np.ndarray, label: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Platt scaling of the out-of-fold logit, fitted on the other folds for each patient (not in-sample)."""
+    from sklearn.linear_model import LogisticRegression
+
+    n = len(logit)
+    order = np.random.default_rng(seed).permutation(n)
+    prob = np.zeros(n)
+    for k in range(folds):
+        test = order[k::folds]
+        train = np.setdiff1d(order, test)
+        if len(np.unique(label[train])) < 2:
+            prob[test] = float(np.mean(label[train]))
+            continue
+        model = LogisticRegression().fit(logit[train, None], label[train])
+        prob[test] = model.predict_proba(logit[test, None])[:, 1]
+    return prob
+
+
+def _figures(ctx: RunContext, cv: list[dict[str, Any]], summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Draw every figure; returns {name: file} plus the numbers the figures show (log-rank p, calibration)."""
+    from train import report_figures as rf
+
+    metric = "C-index" if ctx.survival else "AUC"
     data = ctx.data
-    idx = np.array([i for r in rows for i in r["test"]])
-    risk = np.array([v for r in rows for v in r["risk"]])
-    groups = np.digitize(risk, np.quantile(risk, [1 / 3, 2 / 3]))
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for g, name in enumerate(["low", "mid", "high"]):
-        sel = idx[groups == g]
-        if len(sel):
-            t, s = kaplan_meier(data.time[sel], data.event[sel])
-            ax.step(np.r_[0, t], np.r_[1, s], where="post", label=f"{name} risk (n={len(sel)})")
-    ax.set(title="KM by out-of-fold predicted risk tertile", xlabel="months", ylabel="event-free")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "km_by_risk_group.png", dpi=80)
-    plt.close(fig)
-    written.append("km_by_risk_group.png")
-    if members:
-        from chimera_surv.survival.calibration import calibration_from_dict
-
-        oof = oof_standardised(ctx, members)
-        months = calibration_from_dict(fit_calibration(ctx, oof)).predict(oof)
-        groups = np.digitize(oof, np.quantile(oof, [1 / 3, 2 / 3]))
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for g, name in enumerate(["low", "mid", "high"]):
-            sel = np.where(groups == g)[0]
-            t, s = kaplan_meier(data.time[sel], data.event[sel])
-            line = ax.step(np.r_[0, t], np.r_[1, s], where="post", label=f"{name} risk KM")[0]
-            ax.axvline(float(np.median(months[sel])), color=line.get_color(), ls="--", lw=1,
-                       label=f"{name}: median predicted {np.median(months[sel]):.0f} mo")
-        ax.set(title="predicted months vs KM (ensemble, out-of-fold)", xlabel="months", ylabel="event-free")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "predicted_vs_km.png", dpi=80)
-        plt.close(fig)
-        written.append("predicted_vs_km.png")
-    return written
+    made: dict[str, Any] = {"files": {}}
+    model_rows = [r for r in cv if r["arch"] == "model"]
+    if model_rows:
+        made["files"]["training_curves"] = rf.training_curves(model_rows, metric, out / "training_curves.png")
+    if not model_rows:
+        return made
+    if ctx.survival:
+        score = oof_cv_score(ctx, cv)
+        keep = np.isfinite(score)
+        time, event = data.time[keep], data.event[keep]
+        subtitle = f"CV out-of-fold, {summary['architectures']['model']['n_repeats']} repeat(s)"
+        made["logrank_p"] = rf.km_by_risk_group(time, event, score[keep], out / "km_by_risk_group.png", subtitle)
+        made["files"]["km_by_risk_group"] = "km_by_risk_group.png"
+        horizons = ctx.config.get("report", {}).get("horizons") or rf.default_horizons(time)
+        made["calibration"] = rf.calibration_at_horizons(time, event, score[keep], list(horizons),
+                                                         out / "calibration_horizons.png")
+        made["files"]["calibration_horizons"] = "calibration_horizons.png"
+    else:
+        logit = oof_cv_logit(ctx, cv)
+        keep = np.isfinite(logit)
+        label = data.label[keep]
+        prob = cross_fitted_probability(logit[keep], label)
+        auc = _ci(ctx, list(np.where(keep)[0]), prob, int(ctx.config["protocol"].get("bootstrap", 500)))
+        made["files"]["roc"] = rf.roc_figure(label, prob, auc, out / "roc.png")
+        made["files"]["reliability"] = rf.reliability(label, prob, out / "reliability.png")
+        made["files"]["f1_threshold"] = rf.f1_vs_threshold(label, prob, out / "f1_threshold.png")
+    return made
 
 
 def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[str, Any]],
-                 members: list[dict[str, Any]], out: Path) -> Path:
+                 members: list[dict[str, Any]], out: Path, slides: dict[str, list[Any]] | None = None) -> Path:
+    """report.json, report.md, report.html and the figures under `out`; `slides` (case id → SlideInput list)
+    enables the out-of-fold attention heatmaps. Returns the HTML page."""
     out.mkdir(parents=True, exist_ok=True)
     summary = cv_summary(ctx, cv, holdout)
     oof = oof_standardised(ctx, members)
-    idx = list(range(len(ctx.data)))
     first = ctx.data.event if ctx.survival else ctx.data.label
-    ensemble = {"oof_metric": float(_metric_fn(ctx)(first[idx], ctx.data.time[idx], oof)),
+    ensemble = {"oof_metric": float(_metric_fn(ctx)(first, ctx.data.time, oof)),
                 "members": [{"name": m["name"], "best_epoch": m["best_epoch"]} for m in members]}
     summary["ensemble"] = ensemble
-    summary["figures"] = _plots(ctx, cv, members, out)
+    summary["model_choice"] = model_choice(ctx, summary)
+    made = _figures(ctx, cv, summary, out)
+    summary["figures"] = made.pop("files")
+    summary["figure_numbers"] = made
+    if slides and "wsi" in ctx.data.modalities and int(ctx.config.get("report", {}).get("heatmaps", 0)) > 0:
+        from train.report_heatmaps import oof_heatmaps
+
+        try:  # a slide that cannot be drawn costs its heatmap, not the report
+            summary["heatmaps"] = oof_heatmaps(ctx, members, slides, out / "heatmaps",
+                                               int(ctx.config["report"]["heatmaps"]))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("report: attention heatmaps skipped: %s: %s", type(exc).__name__, exc)
+            summary["heatmaps_error"] = f"{type(exc).__name__}: {exc}"
     audit = out / "audit" / "summary.json"  # an earlier `audit` step of the same config: keep its section
     if audit.is_file() and json.loads(audit.read_text()).get("config_hash") == ctx.config_hash:
         summary["intershap_audit"] = json.loads(audit.read_text())
     _write(out, summary)
-    return out / "report.md"
+    return out / "report.html"
 
 
 def _write(out: Path, summary: dict[str, Any]) -> None:
-    """report.md is rendered from report.json alone, so a later step can add a section and re-render."""
+    """report.md and report.html are rendered from report.json alone, so a later step can add a section."""
     from train.audit import markdown as audit_markdown
+    from train.report_html import render_html, render_markdown
 
-    text = _markdown(summary, summary["ensemble"])
+    if summary.get("intershap_audit"):
+        from train.report_figures import intershap_figure
+
+        summary["figures"]["intershap"] = intershap_figure(summary["intershap_audit"], out / "intershap.png")
+    text = render_markdown(summary)
     if summary.get("intershap_audit"):
         text += "\n" + audit_markdown(summary["intershap_audit"])
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=float))
     (out / "report.md").write_text(text)
+    (out / "report.html").write_text(render_html(summary, out))
 
 
 def attach_audit(out: Path, audit: dict[str, Any]) -> bool:

@@ -11,6 +11,12 @@ Definitions (seed-methods.md §1.5, SHAP-interaction convention):
 - phi_ij  = sum_{S ⊆ N\\{i,j}} |S|!(M-|S|-2)!/(2(M-1)!) [v(S∪ij) - v(S∪i) - v(S∪j) + v(S)]   (half the SII)
 - Phi_ii  = phi_i - sum_{j≠i} phi_ij,  Phi_ij = phi_ij;  sum_ij Phi_ij = v(N) - v(∅)  (efficiency).
 For M = 2 these are exactly the seed's eq. 2-4 (phi_int = Phi_12). Percentages live in ``estimators.py``.
+
+Pairwise terms cannot show synergy among three or more modalities: they absorb it (on a pure a·b·c game under
+zero-mean masking the primary estimator says 75% and the "main effects" turn negative). So the Harsanyi
+dividends are reported beside them: d(T) = sum_{S ⊆ T} (-1)^{|T|-|S|} v(S) (the Möbius transform of v) is the
+interaction owed to T and to no sub-coalition, sum_{T≠∅} d(T) = v(N) - v(∅); the dividend of all M modalities is
+the M-way term (three-way for M = 3; for M = 2 it is 2·Phi_12, the pair's full SII).
 """
 
 from __future__ import annotations
@@ -80,6 +86,43 @@ def interaction_operator(m: int) -> np.ndarray:
     return k
 
 
+def harsanyi_operator(m: int) -> np.ndarray:
+    """(2^M, 2^M) H with dividends = v @ H: H[S, T] = (-1)^{|T|-|S|} when S ⊆ T, else 0."""
+    n = 2**m
+    s_idx, t_idx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    sizes = coalition_masks(m).sum(1)
+    sign = np.where((sizes[t_idx] - sizes[s_idx]) % 2 == 0, 1.0, -1.0)
+    return np.where((s_idx & t_idx) == s_idx, sign, 0.0)
+
+
+def harsanyi_summary(dividends: np.ndarray, modalities: list[str]) -> dict[str, Any]:
+    """JSON-ready: the all-M dividend (mean, mean|d|, its % of sum_T mean|d(T)|), % by order, mean|d| per coalition.
+
+    Percentages are shares of the mean absolute dividends over the non-empty coalitions (0 when all are 0).
+    """
+    m = len(modalities)
+    masks = coalition_masks(m)
+    sizes = masks.sum(1)
+    mean_abs = np.abs(dividends).mean(0) if len(dividends) else np.zeros(2**m)
+    total = float(mean_abs[1:].sum())
+
+    def pct(x: float) -> float:
+        return 100.0 * x / total if total > 0 else 0.0
+
+    def label(c: int) -> str:
+        return "*".join(mod for mod, inside in zip(modalities, masks[c]) if inside)
+
+    return {
+        "description": "Harsanyi dividends d(T) = sum_{S in T} (-1)^{|T|-|S|} v(S); pct = share of mean|d| over "
+                       "the non-empty coalitions; all_m = the dividend of all M modalities (three-way for M = 3)",
+        "order": m,
+        "all_m": {"coalition": label(2**m - 1), "mean": float(dividends[:, -1].mean()) if len(dividends) else 0.0,
+                  "mean_abs": float(mean_abs[-1]), "pct": pct(float(mean_abs[-1]))},
+        "by_order_pct": {str(k): pct(float(mean_abs[sizes == k].sum())) for k in range(1, m + 1)},
+        "mean_abs": {label(c): float(mean_abs[c]) for c in range(1, 2**m)},
+    }
+
+
 @dataclass
 class InterSHAPResult:
     """Per-patient game values, Shapley values and interaction matrices, plus timing and provenance."""
@@ -101,6 +144,11 @@ class InterSHAPResult:
     def full_value(self) -> np.ndarray:
         return self.coalition_values[:, -1]
 
+    @property
+    def dividends(self) -> np.ndarray:
+        """(N, 2^M) Harsanyi dividends, columns ordered as the coalitions; column -1 = all M modalities."""
+        return self.coalition_values @ harsanyi_operator(len(self.modalities))
+
     def estimate(self, name: str, **kwargs: Any) -> Estimate:
         return ESTIMATORS.build({"name": name, **kwargs})(self.matrix, self.modalities)
 
@@ -120,6 +168,7 @@ class InterSHAPResult:
             "mean_matrix": self.matrix.mean(0).tolist() if len(self.matrix) else None,
             "mean_abs_matrix": np.abs(self.matrix).mean(0).tolist() if len(self.matrix) else None,
             "estimators": {k: e.to_dict() for k, e in self.estimates().items()},
+            "harsanyi": harsanyi_summary(self.dividends, self.modalities),
         }
         if per_patient:
             out["per_patient"] = {
@@ -127,6 +176,7 @@ class InterSHAPResult:
                 "shapley": self.shapley.tolist(),
                 "matrix": self.matrix.tolist(),
                 "coalition_values": self.coalition_values.tolist(),
+                "all_m_dividend": self.dividends[:, -1].tolist(),
             }
         return out
 

@@ -54,8 +54,11 @@ def plot_audit(summary: dict[str, Any], path: Path, title: str = "InterSHAP audi
     axes[2].set_xlabel("per-patient interaction (%)")
     axes[2].set_ylabel("patients")
     axes[2].set_title("per-patient distribution")
+    harsanyi = summary.get("harsanyi") or {}
+    higher = (f", {harsanyi['order']}-way dividend {harsanyi['all_m']['pct']:.1f}% (Harsanyi)"
+              if harsanyi.get("order", 0) >= 3 else "")
     fig.suptitle(f"{title} — masker {summary['masker'].get('name')}, output {summary['output']}, "
-                 f"n={summary['n_patients']}")
+                 f"n={summary['n_patients']}{higher}")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

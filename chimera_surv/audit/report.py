@@ -30,7 +30,9 @@ def run_audit(net: nn.Module, batch: Mapping[str, torch.Tensor], background_batc
     """Audit ``net`` on ``batch`` (patients to explain; use held-out ones) against ``background_batch``
     (training patients) with each masker; writes ``audit_<name>.json`` and ``audit_<name>_<masker>.png``.
 
-    Returns the JSON document: per masker, every named estimator, mean matrices, timing and per-patient values.
+    Returns the JSON document: per masker, every named estimator, the Harsanyi dividends (``harsanyi``: the
+    all-M / three-way term under ``harsanyi.all_m``), mean matrices, timing and per-patient values; ``headline``
+    repeats the primary estimator and ``all_m_dividend_pct``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +51,9 @@ def run_audit(net: nn.Module, batch: Mapping[str, torch.Tensor], background_batc
             fig = plot_audit(summary, out_dir / f"audit_{name}_{label}.png", title=f"InterSHAP audit: {name}")
             summary["figure"] = fig.name
     primary = doc["maskers"][_masker_label(maskers[0])]["estimators"][PRIMARY_ESTIMATOR]
+    harsanyi = doc["maskers"][_masker_label(maskers[0])]["harsanyi"]
     doc["headline"] = {"masker": _masker_label(maskers[0]), "estimator": PRIMARY_ESTIMATOR,
-                       "interaction_pct": primary["interaction_pct"], "shares_pct": primary["shares_pct"]}
+                       "interaction_pct": primary["interaction_pct"], "shares_pct": primary["shares_pct"],
+                       "all_m_dividend_pct": harsanyi["all_m"]["pct"], "all_m_coalition": harsanyi["all_m"]["coalition"]}
     (out_dir / f"audit_{name}.json").write_text(json.dumps(doc, indent=1))
     return doc

@@ -1,4 +1,4 @@
-"""Fusion modules of the four seed papers (seed-methods.md §1.2, §2.2–2.3, §3.2, §4.2, §0.4).
+"""Fusion modules of the seed papers (seed-methods.md §1.2, §3.2, §4.2, §0.4; CA-MLIF is in ca_mlif.py).
 
 Every fusion is built as ``FUSIONS.build(cfg, dims={modality: embedding width, ...})`` (config order =
 modality order), exposes ``out_dim`` and is called as ``fusion(embs, present) -> (fused (B, out_dim),
@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from chimera_surv.models.modality import init_xavier, mlp_layers
 from chimera_surv.registry import Registry
-from chimera_surv.survival.losses import l1_alignment_loss
 
 FUSIONS: Registry[Any] = Registry("fusion")
 
@@ -103,12 +102,13 @@ class PairwiseBilinear(Fusion):
     """ABMIL-PG (seed 002): one LowRankBilinear per modality pair, concatenated.
 
     ``pair_out``: an int for every pair or ``{"wsi*rna": 64, ...}``; seed: (wsi,rna) 64, (wsi,clin) 32,
-    (rna,clin) 32 with rank 64. ``residual`` (PG_Res, inferred from the paper) also concatenates the raw
-    embeddings. Xavier-normal init as in the seed code.
+    (rna,clin) 32 with rank 64. ``residual`` > 0 adds seed 002's ABMIL_Surv_PG_Res branch
+    ReLU(Linear(Σ d_m → residual)) on the concatenated embeddings (released: 512+128+27 = 667 → 128, so the
+    classifier reads 64+32+32+128 = 256). Xavier-normal init as in the seed code.
     """
 
     def __init__(self, dims: dict[str, int], rank: int = 64, pair_out: int | dict[str, int] = 32,
-                 residual: bool = False, xavier: bool = True) -> None:
+                 residual: int = 0, xavier: bool = True) -> None:
         super().__init__(dims)
         _need(dims, 2, "pg_bilinear")
         self.pairs = list(itertools.combinations(self.names, 2))
@@ -119,52 +119,65 @@ class PairwiseBilinear(Fusion):
             out = pair_out if isinstance(pair_out, int) else int(pair_out.get(key, pair_out.get(f"{b}*{a}", 32)))
             self.lrb[key] = LowRankBilinear(dims[a], dims[b], rank, out)
             total += out
-        self.residual = residual
-        self.out_dim = total + (sum(dims.values()) if residual else 0)
+        self.residual = nn.Sequential(nn.Linear(sum(dims.values()), residual), nn.ReLU()) if residual else None
+        self.out_dim = total + int(residual)
         if xavier:
             init_xavier(self)
 
     def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
         parts = [self.lrb[f"{a}*{b}"](embs[a], embs[b]) for a, b in self.pairs]
-        if self.residual:
-            parts += self.ordered(embs)
+        if self.residual is not None:
+            parts.append(self.residual(torch.cat(self.ordered(embs), dim=1)))
         return torch.cat(parts, dim=1), None
 
 
 @FUSIONS.register("pg_res")
-def pg_res(dims: dict[str, int], rank: int = 64, pair_out: int | dict[str, int] = 32,
+def pg_res(dims: dict[str, int], rank: int = 64, pair_out: int | dict[str, int] = 32, residual: int = 128,
            xavier: bool = True) -> PairwiseBilinear:
-    return PairwiseBilinear(dims, rank, pair_out, residual=True, xavier=xavier)
+    """ABMIL_Surv_PG_Res (seed 002 ``Docker/model/model_abmil.py``): pairwise LRBs + a 128-d ReLU residual."""
+    return PairwiseBilinear(dims, rank, pair_out, residual=residual, xavier=xavier)
 
 
 @FUSIONS.register("bilinear_main")
 class BilinearMainEffects(Fusion):
     """Seed 000 bilinear: [BN(L_m e_m) for m] + [BN(L'_a e_a ⊙ L'_b e_b) for pairs] → Drop→Linear→ReLU→Drop.
 
-    Seed sizes on 2×2048: rank 64, hidden 64, dropout 0.25 → 537,345 parameters with the Cox head.
+    Seed sizes on 2×2048: rank 64, hidden 64, dropout 0.25 → 537,345 parameters with the Cox head (the
+    code's ``BilinearFusion``). ``main_effects=False, factor_bias=False`` is the paper's pure ⊙ form
+    (``bilinear_product``).
     """
 
-    def __init__(self, dims: dict[str, int], rank: int = 64, hidden: int = 64, dropout: float = 0.25) -> None:
+    def __init__(self, dims: dict[str, int], rank: int = 64, hidden: int = 64, dropout: float = 0.25,
+                 main_effects: bool = True, factor_bias: bool = True) -> None:
         super().__init__(dims)
         _need(dims, 2, "bilinear_main")
-        self.main = nn.ModuleDict({m: nn.Linear(d, rank) for m, d in dims.items()})
-        self.main_bn = nn.ModuleDict({m: nn.BatchNorm1d(rank) for m in dims})
+        self.main = nn.ModuleDict({m: nn.Linear(d, rank) for m, d in dims.items()} if main_effects else {})
+        self.main_bn = nn.ModuleDict({m: nn.BatchNorm1d(rank) for m in dims} if main_effects else {})
         self.pairs = list(itertools.combinations(self.names, 2))
         self.factors = nn.ModuleDict()
         self.pair_bn = nn.ModuleDict()
         for a, b in self.pairs:
-            self.factors[f"{a}*{b}"] = nn.ModuleList([nn.Linear(dims[a], rank), nn.Linear(dims[b], rank)])
+            self.factors[f"{a}*{b}"] = nn.ModuleList([nn.Linear(dims[a], rank, bias=factor_bias),
+                                                      nn.Linear(dims[b], rank, bias=factor_bias)])
             self.pair_bn[f"{a}*{b}"] = nn.BatchNorm1d(rank)
-        width = rank * (len(dims) + len(self.pairs))
+        width = rank * (len(self.main) + len(self.pairs))
         self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout))
         self.out_dim = hidden
 
     def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
-        parts = [self.main_bn[m](self.main[m](embs[m])) for m in self.names]
+        parts = [self.main_bn[m](self.main[m](embs[m])) for m in self.main]
         for a, b in self.pairs:
             fa, fb = self.factors[f"{a}*{b}"]
             parts.append(self.pair_bn[f"{a}*{b}"](fa(embs[a]) * fb(embs[b])))
         return self.mlp(torch.cat(parts, dim=1)), None
+
+
+@FUSIONS.register("bilinear_product")
+def bilinear_product(dims: dict[str, int], rank: int = 64, hidden: int = 64,
+                     dropout: float = 0.25) -> BilinearMainEffects:
+    """Seed 000 paper's pure element-wise form z = (W1·RNA) ⊙ (W2·WSI), W_i ∈ R^{64×2048} (no bias, no main
+    effects), per pair; the BN and the MLP after z are the code's (the paper does not show them)."""
+    return BilinearMainEffects(dims, rank, hidden, dropout, main_effects=False, factor_bias=False)
 
 
 # --------------------------------------------------------------------------------------------- gated
@@ -339,137 +352,3 @@ class LMFFusion(Fusion):
 
     def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
         return self.post(self.lmf(self.ordered(embs))), None
-
-
-# --------------------------------------------------------------------------------------------- CA-MLIF
-
-
-class TokenTransformer(nn.Module):
-    """CA-MLIF encoder/decoder: prepend cls; x ← x + MHSA(LN(x)) (one pre-LN layer, no FFN); final LN.
-
-    Exact softmax attention instead of the code's Nyström approximation (sequences here are ≤ ~50).
-    """
-
-    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.25) -> None:
-        super().__init__()
-        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 1e-6)
-        self.norm_in = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.drop = nn.Dropout(dropout)
-        self.norm_out = nn.LayerNorm(dim)
-
-    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        y = self.norm_in(x)
-        x = x + self.drop(self.attn(y, y, y, need_weights=False)[0])
-        x = self.norm_out(x)
-        return x[:, 0], x[:, 1:]
-
-
-class EfficientCrossAttention(nn.Module):
-    """The paper's CA (eq. 3–4): G = Kᵀ V of the *other* modality (d_h × d_h per head, mean over its tokens),
-    U = X_inter · softmax_rows(G), output = Linear([U ; X_res]). Cost linear in the number of tokens.
-    """
-
-    def __init__(self, dim: int, heads: int = 1) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError("dim must be divisible by heads")
-        self.heads = heads
-        self.inter, self.res = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.out = nn.Linear(2 * dim, dim)
-
-    def _split(self, x: Tensor) -> Tensor:
-        b, n, d = x.shape
-        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)
-
-    def forward(self, query: Tensor, context: Tensor) -> Tensor:
-        k, v = self._split(self.key(context)), self._split(self.value(context))
-        g = torch.softmax(k.transpose(-1, -2) @ v / context.shape[1], dim=-1)  # (B, h, dh, dh)
-        u = (self._split(self.inter(query)) @ g).transpose(1, 2).flatten(2)
-        return self.out(torch.cat([u, self.res(query)], dim=-1))
-
-
-class StandardCrossAttention(nn.Module):
-    """The code's CA (CMTA-style): scaled dot-product MHA, no residual, no dropout."""
-
-    def __init__(self, dim: int, heads: int = 1) -> None:
-        super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-
-    def forward(self, query: Tensor, context: Tensor) -> Tensor:
-        return self.attn(query, context, context, need_weights=False)[0]
-
-
-class MAM(nn.Module):
-    """Pathomic-Fusion gated attention unit for one side: o = Drop(ReLU(W_o(σ(Bilinear(v1, v2)) ⊙ ReLU(W_h v))))."""
-
-    def __init__(self, d_self: int, d1: int, d2: int, dropout: float = 0.25, gate: bool = True) -> None:
-        super().__init__()
-        self.gate = gate
-        self.h = nn.Sequential(nn.Linear(d_self, d_self), nn.ReLU())
-        self.z = nn.Bilinear(d1, d2, d_self) if gate else None
-        self.o = nn.Sequential(nn.Linear(d_self, d_self), nn.ReLU(), nn.Dropout(dropout))
-
-    def forward(self, v: Tensor, v1: Tensor, v2: Tensor) -> Tensor:
-        if self.z is None:
-            return self.o(v)  # PG-MLIF code with the gate off: W_o applied to v directly
-        return self.o(torch.sigmoid(self.z(v1, v2)) * self.h(v))
-
-
-@FUSIONS.register("ca_mlif")
-class CAMLIF(Fusion):
-    """CA-MLIF (seed 001). The first modality is P (pathology), the rest form C.
-
-    Token encoders (SNN: Linear→ELU→AlphaDropout, ``n_tokens`` per modality) → encoder transformers
-    (cls P, C) → bidirectional cross-attention (``ca_mode`` "standard" = code, "efficient" = paper's Kᵀ V)
-    → decoder transformers (cls P̂, Ĉ) → MLIF on (P, C) and (P̂, Ĉ) with shared weights (MAM → LMF) →
-    OWC over c = [g_enc; g_dec; P; C] (w = σ(W2 ReLU(W1 c))) → Linear→ReLU→Dropout.
-    aux_loss = α·(L1(P.detach(), P̂) + L1(C.detach(), Ĉ)), α = 0.5 (eq. 6, CMTA's detach).
-    """
-
-    def __init__(self, dims: dict[str, int], dim: int = 64, n_tokens: int = 4, heads: int = 4,
-                 ca_mode: str = "standard", ca_heads: int = 1, rank: int = 4, mmhid: int = 64,
-                 gate: bool = True, dropout: float = 0.25, alpha: float = 0.5) -> None:
-        super().__init__(dims)
-        _need(dims, 2, "ca_mlif")
-        self.dim, self.n_tokens, self.alpha = dim, n_tokens, alpha
-        self.tokenize = nn.ModuleDict({
-            m: nn.Sequential(nn.Linear(d, n_tokens * dim), nn.ELU(), nn.AlphaDropout(dropout))
-            for m, d in dims.items()})
-        self.enc_p, self.enc_c = TokenTransformer(dim, heads, dropout), TokenTransformer(dim, heads, dropout)
-        self.dec_p, self.dec_c = TokenTransformer(dim, heads, dropout), TokenTransformer(dim, heads, dropout)
-        ca = {"standard": StandardCrossAttention, "efficient": EfficientCrossAttention}
-        if ca_mode not in ca:
-            raise ValueError(f"unknown ca_mode '{ca_mode}'")
-        self.ca_p, self.ca_c = ca[ca_mode](dim, ca_heads), ca[ca_mode](dim, ca_heads)
-        self.mam_p, self.mam_c = MAM(dim, dim, dim, dropout, gate), MAM(dim, dim, dim, dropout, gate)
-        self.lmf = LowRankMultimodal([dim, dim], mmhid, rank)
-        width = 2 * mmhid + 2 * dim
-        self.owc = nn.Sequential(nn.Linear(width, width // 2), nn.ReLU(), nn.Linear(width // 2, width), nn.Sigmoid())
-        self.mlp = nn.Sequential(nn.Linear(width, mmhid), nn.ReLU(), nn.Dropout(dropout))
-        self.out_dim = mmhid
-
-    def _tokens(self, m: str, x: Tensor) -> Tensor:
-        return self.tokenize[m](x).view(x.shape[0], self.n_tokens, self.dim)
-
-    def _mlif(self, p: Tensor, c: Tensor) -> Tensor:
-        return self.lmf([self.mam_p(p, p, c), self.mam_c(c, p, c)])
-
-    def forward(self, embs: Embeddings, present: Embeddings) -> FusionOut:
-        p_tok = self._tokens(self.names[0], embs[self.names[0]])
-        c_tok = torch.cat([self._tokens(m, embs[m]) for m in self.names[1:]], dim=1)
-        p_cls, p_seq = self.enc_p(p_tok)
-        c_cls, c_seq = self.enc_c(c_tok)
-        p_hat, _ = self.dec_p(self.ca_p(p_seq, c_seq))  # P queries C
-        c_hat, _ = self.dec_c(self.ca_c(c_seq, p_seq))  # C queries P
-        c = torch.cat([self._mlif(p_cls, c_cls), self._mlif(p_hat, c_hat), p_cls, c_cls], dim=1)
-        fused = self.mlp(c * self.owc(c))
-        aux = self.alpha * l1_alignment_loss([p_cls, c_cls], [p_hat, c_hat])
-        return fused, aux
-
-
-@FUSIONS.register("ca_mlif_efficient")
-def ca_mlif_efficient(dims: dict[str, int], **kwargs: Any) -> CAMLIF:
-    return CAMLIF(dims, ca_mode="efficient", **kwargs)

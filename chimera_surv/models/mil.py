@@ -1,6 +1,7 @@
 """Multiple-instance pooling of a patch-feature bag into one slide/patient embedding.
 
-Gated attention MIL (Ilse et al. 2018) at seed 002's sizes, and masked mean pooling. Both take
+Gated attention MIL (Ilse et al. 2018) at seed 002's sizes, masked mean pooling, and ModalSurv's projection
+of a frozen slide embedding (the mean patch feature). Both take
 (B, N, D) bags with a (B, N) bool mask for padding, accept empty bags (zeros, never NaN) and return the
 attention weights (B, N) so heatmaps can be drawn.
 """
@@ -69,6 +70,28 @@ class MeanPoolMIL(nn.Module):
         return masked_mean(h, mask), weights
 
 
+class SlideProjection(nn.Module):
+    """A frozen slide embedding (the masked mean of the patch features) → Linear→ReLU→Dropout.
+
+    Why: ModalSurv (seed 003) projects a frozen slide embedding (TITAN, 768-d) with its projection head
+    Linear(D, 128)→ReLU→Dropout(0.1); it learns no pooling. On a patch bag the parameter-free stand-in for
+    the frozen slide encoder is the mean patch feature, and the projection is ModalSurv's.
+    """
+
+    is_bag = True
+
+    def __init__(self, dim: int, out: int = 128, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(dim, out), nn.ReLU(), nn.Dropout(dropout))
+        self.out_dim = out
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        weights = mask.to(x.dtype) / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
+        return self.project(masked_mean(x, mask)), weights
+
+
 @MODALITY_ENCODERS.register("abmil_gated")
 def abmil_gated(dim: int, hidden: int = 512, attn_hidden: int | None = None, dropout: float = 0.25,
                 xavier: bool = True) -> GatedABMIL:
@@ -79,3 +102,9 @@ def abmil_gated(dim: int, hidden: int = 512, attn_hidden: int | None = None, dro
 @MODALITY_ENCODERS.register("mean_pool")
 def mean_pool(dim: int, hidden: int | None = None, dropout: float = 0.0) -> MeanPoolMIL:
     return MeanPoolMIL(dim, hidden, dropout)
+
+
+@MODALITY_ENCODERS.register("slide_projection")
+def slide_projection(dim: int, out: int = 128, dropout: float = 0.1) -> SlideProjection:
+    """ModalSurv's projection head on the mean patch feature (a frozen slide embedding)."""
+    return SlideProjection(dim, out, dropout)

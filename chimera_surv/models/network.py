@@ -17,10 +17,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from chimera_surv.models import ca_mlif as _ca_mlif  # noqa: F401  (registers the CA-MLIF fusions)
 from chimera_surv.models import mil as _mil  # noqa: F401  (registers the MIL encoders)
 from chimera_surv.models.fusion import FUSIONS
 from chimera_surv.models.heads import HEADS
-from chimera_surv.models.modality import MODALITY_ENCODERS
+from chimera_surv.models.modality import MODALITY_ENCODERS, init_xavier
+
+INITS = ("default", "xavier_normal")
 
 
 class SurvivalNetwork(nn.Module):
@@ -48,6 +51,11 @@ class SurvivalNetwork(nn.Module):
             {m: nn.Parameter(torch.zeros(d)) for m, d in dims.items()} if self.missing == "token" else {})
         self.fusion = FUSIONS.build(config["fusion"], dims=dims)
         self.head = HEADS.build(config.get("head", {"name": "cox"}), in_dim=int(self.fusion.out_dim))
+        init = config.get("init", "default")
+        if init not in INITS:
+            raise ValueError(f"unknown init '{init}' (known: {INITS})")
+        if init == "xavier_normal":  # seed 002's initialize_weights: every Linear, encoders to head
+            init_xavier(self)
 
     # -------------------------------------------------------------------------------------------- inputs
     def _batch_size(self, batch: dict[str, Tensor]) -> int:
@@ -152,32 +160,36 @@ def _seed000(fusion: dict[str, Any]) -> dict[str, Any]:
 
 
 def _seed002(fusion: dict[str, Any], n_genes: int = 19359) -> dict[str, Any]:
-    """Seed 002: UNI bag (1024) → gated ABMIL 512; RNA MLP → 128; clinical raw 27-d."""
+    """Seed 002: UNI bag (1024) → gated ABMIL 512 (attention 256); RNA MLP → 128; clinical raw 27-d;
+    xavier-normal on every Linear, zero biases (its ``initialize_weights``)."""
     return {"modalities": {"wsi": {"dim": 1024, "encoder": {"name": "abmil_gated", "hidden": 512,
                                                            "attn_hidden": 256, "dropout": 0.25}},
                            "rna": {"dim": n_genes, "encoder": {"name": "rna_mlp"}},
                            "clinical": {"dim": 27, "encoder": {"name": "identity"}}},
-            "fusion": fusion, "head": {"name": "cox"}}
+            "fusion": fusion, "head": {"name": "cox"}, "init": "xavier_normal"}
+
+
+SEED002_PAIRS = {"wsi*rna": 64, "wsi*clinical": 32, "rna*clinical": 32}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     "seed000_mlp": _seed000({"name": "concat_mlp", "hidden": [2048, 200], "dropout": 0.5}),
     "seed000_crossattn": _seed000({"name": "crossattn_concat", "hidden": 256, "heads": 8}),
     "seed000_bilinear": _seed000({"name": "bilinear_main", "rank": 64, "hidden": 64}),
+    "seed000_bilinear_product": _seed000({"name": "bilinear_product", "rank": 64, "hidden": 64}),
     "seed000_gated": _seed000({"name": "gated", "hidden": 256, "mlp_hidden": 64}),
     "seed000_gated_convex": _seed000({"name": "gated_convex", "hidden": 256, "mlp_hidden": 64}),
     "seed000_late": _seed000({"name": "late_sum", "out": 1}),
     "seed002_abmil_surv": _seed002({"name": "concat_mlp", "hidden": []}),
-    "seed002_abmil_pg": _seed002({"name": "pg_bilinear", "rank": 64,
-                                  "pair_out": {"wsi*rna": 64, "wsi*clinical": 32, "rna*clinical": 32}}),
-    "seed002_abmil_pg_res": _seed002({"name": "pg_res", "rank": 64,
-                                      "pair_out": {"wsi*rna": 64, "wsi*clinical": 32, "rna*clinical": 32}}),
+    "seed002_abmil_pg": _seed002({"name": "pg_bilinear", "rank": 64, "pair_out": dict(SEED002_PAIRS)}),
+    "seed002_abmil_pg_res": _seed002({"name": "pg_res", "rank": 64, "pair_out": dict(SEED002_PAIRS),
+                                      "residual": 128}),
     "seed003_modalsurv": {
         "modalities": {"wsi": {"dim": 768, "encoder": {"name": "projection", "out": 128, "dropout": 0.1}},
                        "rna": {"dim": 128, "encoder": {"name": "projection", "out": 128, "dropout": 0.1}},
                        "clinical": {"dim": 8, "encoder": {"name": "projection", "out": 128, "dropout": 0.1}}},
         "fusion": {"name": "crossattn_gated", "heads": 4, "gated": True, "dropout": 0.1},
-        "head": {"name": "deephit", "n_bins": 30, "variant": "modalsurv"}},
+        "head": {"name": "deephit", "n_bins": 30, "variant": "modalsurv", "grid": "modalsurv"}},
     "seed001_ca_mlif": {
         "modalities": {"wsi": {"dim": 1024, "encoder": {"name": "abmil_gated", "hidden": 256}},
                        "rna": {"dim": 2000, "encoder": {"name": "mlp", "hidden": [256], "dropout": 0.25}}},

@@ -106,11 +106,14 @@ class KMQuantile(Calibration):
         self.u_knots = _floats((below + counts / 2.0) / risks.size)
         spread = float(np.std(risks))
         self.scale = spread if spread > 1e-12 else 1.0
-        # KM knots at event times only, so the curve is strictly decreasing between knots.
+        # KM knots at event times only, so the curve is strictly decreasing between knots. Events at t <= 0 give
+        # no knot of their own: the start knot (0, 1) stands in, and their drop is spread linearly up to the first
+        # positive event time (a knot at t = 0 beside (0, 1) would map every u above S(0) onto t = 0, leaving the
+        # highest risks separated only by the tie-breaker).
         km_t, km_s = kaplan_meier(times, events)
         drop = np.diff(np.r_[1.0, km_s]) < 0
         t_knots, s_knots = km_t[drop], km_s[drop]
-        keep = s_knots > 0  # a curve that reaches 0 ends at its last positive knot
+        keep = (s_knots > 0) & (t_knots > 0)  # a curve that reaches 0 ends at its last positive knot
         self.km_t = [0.0] + _floats(t_knots[keep])
         self.km_s = [1.0] + _floats(s_knots[keep])
         # Exponential tail beyond the last knot: the cohort's constant-hazard MLE, compressed below a cap of
