@@ -46,6 +46,7 @@ demo: setup
 bench: setup
 	$(PYTHON) benchmarks/wsi_throughput.py
 	$(PYTHON) benchmarks/models_cpu.py
+	$(PYTHON) benchmarks/input_guards.py
 
 lint: setup
 	$(PYTHON) -m ruff check .

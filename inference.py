@@ -21,6 +21,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from chimera_surv.errors import describe
 from chimera_surv.gc import UnknownTaskError, all_tasks, write_output
 from chimera_surv.predict import Prediction, predict_case
 
@@ -59,7 +60,7 @@ def run_case(input_dir: Path, output_dir: Path, model_dir: Path, cache_dir: Path
                                   explain_dir=explain_dir)
     except Exception as exc:  # noqa: BLE001 - UnknownTaskError, or an input tree that cannot even be listed
         # Without a task we cannot name the output socket: answer every task's file with its constant.
-        cause = str(exc) if isinstance(exc, UnknownTaskError) else f"{type(exc).__name__}: {exc}"
+        cause = str(exc) if isinstance(exc, UnknownTaskError) else describe(exc)
         log.warning("DEGRADED %s", json.dumps({"stage": "input", "cause": cause,
                                                "action": "writing every task's constant"}, sort_keys=True))
         for task in all_tasks():

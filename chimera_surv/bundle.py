@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chimera_surv.errors import describe
+
 if TYPE_CHECKING:  # the heavy modules are imported lazily so that `import chimera_surv.bundle` stays cheap
     import torch
 
@@ -297,15 +299,45 @@ def save_bundle(out_dir: Path | str, *, task_id: int, modalities: list[str], mem
 
 
 def read_bundle_json(path: Path | str) -> dict[str, Any]:
-    """The parsed bundle.json (raises BundleError when unreadable)."""
+    """The parsed bundle.json (raises BundleError naming bundle.json and the cause when unreadable)."""
     file = Path(path) / BUNDLE_JSON
     try:
         doc = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
-        raise BundleError(f"cannot read {file}: {err}") from err
+    except Exception as err:  # OSError, invalid JSON, RecursionError, MemoryError: all are bundle.json's
+        raise BundleError(f"cannot read {file} ({_size(file)}): {describe(err)}") from err
     if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{file}: unsupported bundle format {doc.get('format_version') if isinstance(doc, dict) else doc!r}")
+        found = doc.get("format_version") if isinstance(doc, dict) else type(doc).__name__
+        raise BundleError(f"{file}: unsupported bundle format {found!r} (expected {FORMAT_VERSION})")
     return doc
+
+
+def _size(file: Path) -> str:
+    try:
+        return f"{file.stat().st_size} bytes"
+    except OSError:
+        return "size unknown"
+
+
+def check_bundle_doc(doc: dict[str, Any], file: Path, task: Any = None) -> None:
+    """Refuse a bundle.json whose fields are missing or of the wrong type, or that belongs to another task.
+
+    `task` (a tasks.Task) is the case's task: a bundle of another task, or with another output kind (a probability
+    where months are expected), would write a number of the wrong kind, so it is refused with both named.
+    """
+    expected = {"task_id": int, "output_kind": str, "modalities": list, "members": list, "calibration": dict,
+                "weights_sha256": str}
+    for key, kind in expected.items():
+        if not isinstance(doc.get(key), kind) or isinstance(doc.get(key), bool):
+            raise BundleError(f"{file}: field {key!r} is {type(doc.get(key)).__name__}, expected {kind.__name__}")
+    if doc["output_kind"] not in ("months", "probability"):
+        raise BundleError(f"{file}: unknown output_kind {doc['output_kind']!r}")
+    if not doc["members"] or not all(isinstance(m, dict) for m in doc["members"]):
+        raise BundleError(f"{file}: 'members' must be a non-empty list of objects")
+    if len(doc["weights_sha256"]) != 64:
+        raise BundleError(f"{file}: 'weights_sha256' is not a SHA-256 hex digest")
+    if task is not None and (doc["task_id"] != task.id or doc["output_kind"] != task.output_kind):
+        raise BundleError(f"{file} is a Task {doc['task_id']} bundle (output {doc['output_kind']}) in the folder of "
+                          f"Task {task.id} (output {task.output_kind}): refused")
 
 
 def _restore_schema(state: dict[str, Any] | None) -> Any:
@@ -316,25 +348,30 @@ def _restore_schema(state: dict[str, Any] | None) -> Any:
     return ClinicalSchema.from_dict(state)
 
 
-def load_bundle(model_dir: Path | str) -> Bundle | None:
-    """Load `model_dir` (e.g. model/nmibc-recurrence). None when there is no bundle; BundleError when it is broken."""
+def load_bundle(model_dir: Path | str, task: Any = None) -> Bundle | None:
+    """Load `model_dir` (e.g. model/nmibc-recurrence). None when there is no bundle; BundleError when it is broken
+    or, given the case's `task`, belongs to another task or output kind. Messages name the file at fault."""
     path = Path(model_dir)
     if not (path / BUNDLE_JSON).is_file():
         return None
     doc = read_bundle_json(path)
+    check_bundle_doc(doc, path / BUNDLE_JSON, task)
     weights_file = path / WEIGHTS_FILE
     try:
         weight_bytes = weights_file.read_bytes()
-    except OSError as err:
-        raise BundleError(f"cannot read {weights_file}: {err}") from err
-    if hashlib.sha256(weight_bytes).hexdigest() != doc.get("weights_sha256"):
-        raise BundleError(f"{weights_file} does not match the checksum in bundle.json")
+    except Exception as err:  # missing file, OSError, MemoryError
+        raise BundleError(f"cannot read {weights_file} ({_size(weights_file)}): {describe(err)}") from err
+    if hashlib.sha256(weight_bytes).hexdigest() != doc["weights_sha256"]:
+        raise BundleError(f"{weights_file} ({len(weight_bytes)} bytes) does not match the checksum (weights_sha256) "
+                          f"recorded in {path / BUNDLE_JSON}: the weights were changed or belong to another bundle")
     try:
         return _build(path, doc, weight_bytes)
     except BundleError:
         raise
+    except KeyError as err:
+        raise BundleError(f"{path / BUNDLE_JSON}: missing field {err}") from err
     except Exception as err:  # any other failure while rebuilding is a broken bundle, with its cause
-        raise BundleError(f"bundle {path} cannot be rebuilt: {type(err).__name__}: {err}") from err
+        raise BundleError(f"bundle {path} cannot be rebuilt: {describe(err)}") from err
 
 
 def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
@@ -358,6 +395,10 @@ def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
                               input_dims={m: int(d) for m, d in entry["input_dims"].items()},
                               preprocessors=preprocessors, risk_shift=float(entry["risk_shift"]),
                               risk_scale=float(entry["risk_scale"])))
+    calibration = build_calibration(doc["calibration"])
+    if getattr(calibration, "kind", doc["output_kind"]) != doc["output_kind"]:
+        raise BundleError(f"{path / BUNDLE_JSON}: calibration {doc['calibration'].get('name')!r} gives "
+                          f"{calibration.kind}, but the bundle's output_kind is {doc['output_kind']}")
     recipe = None
     if doc.get("recipe") is not None:
         from chimera_surv.features import FeatureRecipe
@@ -366,5 +407,5 @@ def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
     return Bundle(path=path, task_id=int(doc["task_id"]), modalities=list(doc["modalities"]), recipe=recipe,
                   mri_kind=doc.get("mri_kind"), genes=list(doc.get("genes") or []),
                   clinical_schema=_restore_schema(doc.get("clinical_schema")), members=members,
-                  calibration=build_calibration(doc["calibration"]), output_kind=doc["output_kind"],
+                  calibration=calibration, output_kind=doc["output_kind"],
                   meta=doc.get("meta", {}))

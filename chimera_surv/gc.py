@@ -1,6 +1,6 @@
 """Grand-challenge I/O: `/input/inputs.json` → `Case`, and the atomic one-number output.
 
-Sockets are recognised by slug pattern (chimera_surv.tasks), image files by globbing their folder, JSON values from the
+Sockets are recognised by exact slug (chimera_surv.tasks), image files by globbing their folder, JSON values from the
 file at `relative_path` with the `value` field as fallback. Nothing here raises on bad content: every problem becomes
 an entry in `Case.issues`, which predict.py turns into a DEGRADED log line.
 """
@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chimera_surv.case import Case, MRIInput, SlideInput
-from chimera_surv.tasks import TASKS, Task, classify_slug, identify_task
+from chimera_surv.errors import describe
+from chimera_surv.limits import MAX_JSON_BYTES
+from chimera_surv.tasks import OBSOLETE_SOCKETS, TASKS, Task, choose_task, classify_slug, owner_tasks
 from chimera_surv.writers import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -46,74 +49,115 @@ class UnknownTaskError(ValueError):
     """Neither inputs.json nor the folder layout tells which task this case belongs to."""
 
 
-def inside(root: Path, relative: str) -> Path:
+def inside(root: Path, relative: Any) -> Path:
     """`root / relative`, refusing any path that escapes `root` (absolute paths, `..`, symlinks out)."""
+    if not isinstance(relative, str) or not relative:
+        raise ValueError(f"path {relative!r} is not a non-empty string")
     candidate = (root / relative).resolve()
     if not candidate.is_relative_to(root.resolve()):
         raise ValueError(f"path {relative!r} escapes the input folder")
     return candidate
 
 
+def read_json_file(root: Path, relative: str) -> Any:
+    """A JSON file inside `root`, size-checked before reading; raises ValueError/OSError with the cause."""
+    path = inside(root, relative)
+    if path.exists() and not path.is_file():  # a folder, a FIFO (reading it would block forever), a device
+        raise ValueError("not a regular file")
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{size} bytes, over the {MAX_JSON_BYTES}-byte limit for a JSON socket")
+    try:
+        return json.loads(path.read_text())
+    except RecursionError:
+        raise ValueError(f"JSON nested too deeply ({size} bytes)") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
+        raise ValueError(f"not valid JSON ({size} bytes): {err}") from None
+
+
 def read_inputs_json(input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The socket list, or one rebuilt from the known folder layout when inputs.json is missing or unreadable."""
-    path = input_dir / "inputs.json"
     try:
-        entries = json.loads(path.read_text())
+        entries = read_json_file(input_dir, "inputs.json")
         if isinstance(entries, dict):
             entries = [entries]
         if not isinstance(entries, list):
             raise TypeError(f"expected a list, got {type(entries).__name__}")
-        return [e for e in entries if isinstance(e, dict)], []
+        kept = [e for e in entries if isinstance(e, dict)]
+        dropped = len(entries) - len(kept)
+        return kept, [f"inputs.json: {dropped} entries that are not JSON objects ignored"] if dropped else []
     except FileNotFoundError:
         issue = "inputs.json missing: sockets rebuilt from the organisers' folder layout"
-    except (OSError, ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-        issue = f"inputs.json unreadable ({exc}): sockets rebuilt from the organisers' folder layout"
+    except Exception as exc:  # noqa: BLE001 - any unreadable inputs.json (JSON, size, link out, MemoryError ...)
+        issue = f"inputs.json unreadable ({describe(exc)}): sockets rebuilt from the organisers' folder layout"
+    return layout_entries(input_dir), [issue]
+
+
+def layout_entries(input_dir: Path) -> list[dict[str, Any]]:
+    """Sockets rebuilt from the organisers' known relative paths that exist under `input_dir`."""
     entries = []
     for relative, slug in KNOWN_RELATIVE_PATHS.items():
         if (input_dir / relative).exists():
             super_kind = "Value" if relative.endswith(".json") else "Image"
             entries.append({"interface": {"slug": slug, "relative_path": relative, "super_kind": super_kind}})
-    return entries, [issue]
+    return entries
 
 
 def socket_of(entry: dict[str, Any]) -> dict[str, Any]:
     """GC writes the socket under `socket` and the legacy `interface`; accept either."""
-    socket = entry.get("socket") or entry.get("interface") or {}
-    return socket if isinstance(socket, dict) else {}
+    for key in ("socket", "interface"):
+        if isinstance(entry.get(key), dict) and entry[key]:
+            return entry[key]
+    return {}
+
+
+def slug_of(entry: dict[str, Any]) -> str:
+    """The socket's slug, or "" when it is absent or not a string."""
+    slug = socket_of(entry).get("slug")
+    return slug if isinstance(slug, str) else ""
 
 
 def resolve_image(input_dir: Path, relative: str, expected_name: str | None) -> tuple[Path | None, list[str]]:
-    """The one image file inside a socket folder; a missing or ambiguous folder is reported, not fatal."""
+    """The one image file inside a socket folder; a missing or ambiguous folder is reported, not fatal.
+
+    A file that is a link resolving outside the input folder is refused like a `..` path.
+    """
     try:
         folder = inside(input_dir, relative)
     except ValueError as exc:
         return None, [str(exc)]
     if folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES:
         return folder, []
-    files = sorted(p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) \
-        if folder.is_dir() else []
+    issues: list[str] = []
+    files = []
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        resolved = path.resolve()
+        if not resolved.is_relative_to(input_dir.resolve()):
+            issues.append(f"{path.name} links outside the input folder; refused")
+            continue
+        if resolved.is_file():
+            files.append(path)
     if not files:
-        return None, [f"no .tif/.tiff/.mha file in {relative}"]
+        return None, issues + [f"no .tif/.tiff/.mha file in {relative}"]
     if len(files) == 1:
-        return files[0], []
+        return files[0], issues
     by_name = [p for p in files if expected_name and p.name == expected_name]
     chosen = by_name[0] if by_name else files[0]
-    return chosen, [f"{len(files)} image files in {relative}; using {chosen.name}"]
+    return chosen, issues + [f"{len(files)} image files in {relative}; using {chosen.name}"]
 
 
 def read_value(input_dir: Path, entry: dict[str, Any], relative: str | None) -> tuple[Any, list[str]]:
     """A JSON socket's content: the file at `relative_path` first, the inline `value` as fallback."""
     issues: list[str] = []
-    if relative:
+    if relative is not None:
         try:
-            path = inside(input_dir, relative)
-            if path.is_file():
-                return json.loads(path.read_text()), []
+            return read_json_file(input_dir, relative), []
+        except FileNotFoundError:
             issues.append(f"{relative} not found")
-        except ValueError as exc:  # escaping path or invalid JSON
-            issues.append(f"{relative}: {exc}")
-        except OSError as exc:
-            issues.append(f"{relative}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - escaping path, invalid or huge JSON, OSError ...
+            issues.append(f"{relative}: {describe(exc)}")
     value = entry.get("value")
     if value is not None:
         if issues:
@@ -123,60 +167,110 @@ def read_value(input_dir: Path, entry: dict[str, Any], relative: str | None) -> 
 
 
 def read_case(input_dir: Path | str) -> Case:
-    """Resolve every socket of one job. Raises only `UnknownTaskError` when the task cannot be told at all."""
+    """Resolve every socket of one job. Raises only `UnknownTaskError` when the task cannot be told at all.
+
+    The task follows from the exact slugs the tasks define (tasks.choose_task); every other socket is ignored with
+    an issue. Any failure while reading one socket costs that socket only.
+    """
     input_dir = Path(input_dir)
     entries, issues = read_inputs_json(input_dir)
-    slugs = [str(socket_of(e).get("slug", "")) for e in entries]
+    slugs = [slug_of(e) for e in entries]
     try:
-        task = identify_task([s for s in slugs if s])
+        task, note = choose_task([s for s in slugs if s])
     except ValueError as exc:
-        raise UnknownTaskError(str(exc)) from None
+        rebuilt = layout_entries(input_dir)
+        if rebuilt == entries or not rebuilt:  # already rebuilt (inputs.json unreadable), or nothing to try
+            raise UnknownTaskError(str(exc)) from None
+        issues.append(f"inputs.json names no socket of any task ({exc}): sockets rebuilt from the folder layout")
+        entries, slugs = rebuilt, [slug_of(e) for e in rebuilt]
+        task, note = choose_task(slugs)
+    if note:
+        log.warning("%s", note)
+        issues.append(note)
 
     case = Case(task=task, issues=issues)
-    wsis: dict[int, tuple[Path | None, str | None]] = {}
-    masks: dict[int, Path | None] = {}
-    mri = MRIInput()
+    parts = _CaseParts()
+    seen: dict[str, str] = {}
     for entry, slug in zip(entries, slugs):
-        socket = socket_of(entry)
-        relative = socket.get("relative_path")
-        role = classify_slug(slug)
+        if slug in seen:
+            case.issues.append(f"socket {slug!r} appears more than once in inputs.json; used the first "
+                               f"({seen[slug]}), ignored relative_path {socket_of(entry).get('relative_path')!r}")
+            continue
+        role = classify_slug(slug, task) if slug else None
         if role is None:
-            log.warning("ignoring unknown socket %r", slug)
-            case.issues.append(f"unknown socket {slug!r} ignored")
+            case.issues.append(_ignored(slug, entry, task))
             continue
-        kind, index = role
-        image_name = (entry.get("image") or {}).get("name") if isinstance(entry.get("image"), dict) else None
-        if kind in ("clinical", "rna"):
-            value, value_issues = read_value(input_dir, entry, relative)
-            setattr(case, kind, value)
-            case.issues += [f"{kind}: {i}" for i in value_issues]
-            continue
-        if not relative:
-            case.issues.append(f"socket {slug} has no relative_path")
-            continue
-        path, image_issues = resolve_image(input_dir, relative, image_name)
-        case.issues += [f"{slug}: {i}" for i in image_issues]
-        if kind == "wsi":
-            wsis[index] = (path, image_name)
-        elif kind == "wsi_mask":
-            masks[index] = path
-        else:
-            setattr(mri, kind.removeprefix("mri_"), path)
+        seen[slug] = repr(socket_of(entry).get("relative_path"))
+        try:
+            _read_socket(input_dir, entry, slug, role, case, parts)
+        except Exception as exc:  # noqa: BLE001 - one broken socket costs that socket, never the case
+            case.issues.append(f"socket {slug!r} unreadable ({describe(exc)}); ignored")
 
-    for index in sorted(set(wsis) | set(masks)):
-        wsi, name = wsis.get(index, (None, None))
-        mask = masks.get(index)
-        if wsi is None and index in masks:
+    for index in sorted(set(parts.wsis) | set(parts.masks)):
+        wsi, name = parts.wsis.get(index, (None, None))
+        mask = parts.masks.get(index)
+        if wsi is None and index in parts.masks:
             case.issues.append(f"slide {index}: tissue mask without a slide")
             continue
         if mask is None:
             case.issues.append(f"slide {index}: no tissue mask")
         case.slides.append(SlideInput(index=index, wsi=wsi, mask=mask, name=name))
     if task.id == 1:
-        case.mri = mri
+        case.mri = parts.mri
     names = [s.name for s in case.slides if s.name]
     case.case_id = Path(names[0]).stem if names else input_dir.name
     return case
+
+
+@dataclass
+class _CaseParts:
+    """Image sockets collected while reading inputs.json, paired into slides at the end."""
+
+    wsis: dict[int, tuple[Path | None, str | None]] = field(default_factory=dict)
+    masks: dict[int, Path | None] = field(default_factory=dict)
+    mri: MRIInput = field(default_factory=MRIInput)
+
+
+def _ignored(slug: str, entry: dict[str, Any], task: Task) -> str:
+    """The issue (and warning) for a socket that is not one of the task's own."""
+    if not slug:
+        reason = f"socket without a usable slug ignored (keys {sorted(entry)[:6]})"
+    elif slug in OBSOLETE_SOCKETS:
+        reason = f"obsolete Task 1 socket {slug!r} ignored"
+    elif owner_tasks(slug):
+        reason = f"socket {slug!r} of Task {owner_tasks(slug)[0]} ignored in a Task {task.id} case"
+    else:
+        reason = f"unknown socket {slug!r} ignored"
+    log.warning("%s", reason)
+    return reason
+
+
+def _read_socket(input_dir: Path, entry: dict[str, Any], slug: str, role: tuple[str, int], case: Case,
+                 parts: _CaseParts) -> None:
+    """Read one socket of the case's task into `case` (JSON values) or `parts` (image files)."""
+    relative = socket_of(entry).get("relative_path")
+    kind, index = role
+    image = entry.get("image")
+    image_name = image.get("name") if isinstance(image, dict) else None
+    if image_name is not None and not isinstance(image_name, str):
+        case.issues.append(f"{slug}: image.name {image_name!r} is not a string; ignored")
+        image_name = None
+    if kind in ("clinical", "rna"):
+        value, value_issues = read_value(input_dir, entry, relative)
+        setattr(case, kind, value)
+        case.issues += [f"{kind}: {i}" for i in value_issues]
+        return
+    if not relative:
+        case.issues.append(f"socket {slug} has no relative_path")
+        return
+    path, image_issues = resolve_image(input_dir, relative, image_name)
+    case.issues += [f"{slug}: {i}" for i in image_issues]
+    if kind == "wsi":
+        parts.wsis[index] = (path, image_name)
+    elif kind == "wsi_mask":
+        parts.masks[index] = path
+    else:
+        setattr(parts.mri, kind.removeprefix("mri_"), path)
 
 
 def finite_output(value: Any, task: Task) -> float:

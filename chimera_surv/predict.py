@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chimera_surv.case import Case
+from chimera_surv.errors import describe
 from chimera_surv.gc import finite_output, read_case
 from chimera_surv.tasks import Task
 
@@ -62,21 +63,44 @@ def peak_rss_mb() -> float:
     return max(own, children) / 1024.0
 
 
-def attempt(degraded: DegradedLog, stage: str, action: str, fn: Callable[[], Any]) -> Any:
-    """Run one step; on any exception log DEGRADED and return None (the caller treats None as 'missing')."""
+def attempt(degraded: DegradedLog, stage: str, action: str, fn: Callable[[], Any], reading: str = "") -> Any:
+    """Run one step; on any exception log DEGRADED and return None (the caller treats None as 'missing').
+
+    `reading` names what the step was reading (files and sizes), so the line says what failed, not only how.
+    """
     try:
         return fn()
     except Exception as exc:  # noqa: BLE001 - the point is that nothing escapes a case
-        degraded(stage, f"{type(exc).__name__}: {exc}", action)
+        label = reading if len(reading) <= 240 else reading[:237] + "..."  # the cause must survive the 500 cap
+        degraded(stage, (f"reading {label}: " if label else "") + describe(exc), action)
         return None
 
 
+def files_label(paths: list[Path | None]) -> str:
+    """`name (size)` for each file, e.g. `a.tif (12.3 MB), a_mask.tif (0.2 MB)`: what a DEGRADED line names."""
+    parts = []
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            size = f"{path.stat().st_size / 1e6:.1f} MB"
+        except OSError:
+            size = "unreadable"
+        parts.append(f"{path.name} ({size})")
+    return ", ".join(parts)
+
+
 def parse_clinical_record(case: Case, schema: Any, degraded: DegradedLog) -> Any:
+    """The clinical record; content that cannot be parsed at all gives an empty record (every value missing)."""
     from chimera_surv.readers.clinical import parse_clinical
 
     if case.clinical is None:
         degraded("clinical", "no clinical data in the case", "clinical values treated as missing")
-    record = parse_clinical(case.clinical, schema)
+    try:
+        record = parse_clinical(case.clinical, schema)
+    except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on absurd nesting: costs clinical values only
+        degraded("clinical", f"reading the clinical JSON: {describe(exc)}", "clinical values treated as missing")
+        record = parse_clinical(None, schema)
     if record.issues:
         degraded("clinical", "; ".join(record.issues), "unusable values treated as missing and imputed")
     return record
@@ -105,7 +129,8 @@ def modality_inputs(case: Case, bundle: Any, record: Any, degraded: DegradedLog,
                     raise ValueError("no tissue patch in any slide")
                 return bag
 
-            inputs.wsi = attempt(degraded, "wsi", "predicting without slides", slide_bag)
+            inputs.wsi = attempt(degraded, "wsi", "predicting without slides", slide_bag,
+                                 reading=files_label([p for s in slides for p in (s.wsi, s.mask)]))
     if "rna" in wanted:
         if case.rna is None:
             degraded("rna", "no RNA data in the case", "predicting without RNA")
@@ -120,7 +145,7 @@ def modality_inputs(case: Case, bundle: Any, record: Any, degraded: DegradedLog,
                     degraded("rna", "; ".join(vector.report.issues), "unusable genes imputed with the training mean")
                 return vector
 
-            inputs.rna = attempt(degraded, "rna", "predicting without RNA", rna_vector)
+            inputs.rna = attempt(degraded, "rna", "predicting without RNA", rna_vector, reading="the RNA JSON")
     if "mri" in wanted:
         if case.mri is None or case.mri.t2 is None:
             degraded("mri", "no T2 MRI in the case", "predicting without MRI")
@@ -128,10 +153,17 @@ def modality_inputs(case: Case, bundle: Any, record: Any, degraded: DegradedLog,
             def mri_vector() -> Any:
                 from chimera_surv.mri_features import mri_features
 
-                vector, _names = mri_features(case.mri, kind=bundle.mri_kind, encoder_root=model_dir / "encoders")
+                vector, names = mri_features(case.mri, kind=bundle.mri_kind, encoder_root=model_dir / "encoders")
+                bad = [name for name, value in zip(names, vector) if not math.isfinite(float(value))]
+                if len(bad) == len(names):
+                    raise ValueError(f"every one of the {len(names)} MRI features is non-finite")
+                if bad:
+                    degraded("mri", f"{len(bad)} non-finite MRI features ({', '.join(bad[:5])})",
+                             "those features imputed with the training mean")
                 return vector
 
-            inputs.mri = attempt(degraded, "mri", "predicting without MRI", mri_vector)
+            inputs.mri = attempt(degraded, "mri", "predicting without MRI", mri_vector,
+                                 reading=files_label([case.mri.t2, case.mri.adc, case.mri.hbv, case.mri.mask]))
     return inputs
 
 
@@ -141,7 +173,7 @@ def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, devic
     from chimera_surv.bundle import BundleError, ModalityInputs, load_bundle
 
     try:
-        bundle = load_bundle(model_dir / case.task.name)
+        bundle = load_bundle(model_dir / case.task.name, case.task)
     except BundleError as exc:
         degraded("bundle", exc, "using the clinical prior")
         return None
@@ -160,7 +192,7 @@ def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, devic
                 explain(case, bundle, inputs_now, value, list(result.used), explain_dir)
             return value, list(result.used)
         except Exception as exc:  # noqa: BLE001
-            degraded("model", f"{type(exc).__name__}: {exc}", action)
+            degraded("model", f"predicting with the bundle in {bundle.path}: {describe(exc)}", action)
     return None
 
 
@@ -186,7 +218,7 @@ def prior_prediction(case: Case, degraded: DegradedLog) -> tuple[float, str] | N
         output = prior.predict(record)
         return finite_output(output.value, case.task), getattr(prior, "name", type(prior).__name__)
 
-    return attempt(degraded, "prior", "using the task constant", run)
+    return attempt(degraded, "prior", "using the task constant", run, reading="the clinical JSON")
 
 
 def predict_case(input_dir: Path | str, model_dir: Path | str, *, cache_dir: Path | None = None,
@@ -206,7 +238,8 @@ def predict_case(input_dir: Path | str, model_dir: Path | str, *, cache_dir: Pat
 
     prediction: Prediction | None = None
     result = attempt(degraded, "bundle", "using the clinical prior",
-                     lambda: bundle_prediction(case, model_dir, cache_dir, device, degraded, explain_dir))
+                     lambda: bundle_prediction(case, model_dir, cache_dir, device, degraded, explain_dir),
+                     reading=f"the bundle in {model_dir / task.name}")
     if result is not None:
         value, used = result
         prediction = Prediction(task, value, f"bundle:{task.name}", used)

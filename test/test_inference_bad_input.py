@@ -240,3 +240,172 @@ def test_relative_path_escaping_input(trained, tmp_path, caplog):
     (case / "inputs.json").write_text(json.dumps(entries))
     _, log = run(case, trained, tmp_path, caplog)
     assert_degraded(log, "escapes the input folder")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 11: the seven classes of input and model-folder faults, end to end (unit tests: test_input_faults.py).
+
+def run_task(case: Path, model: Path, tmp_path: Path, caplog, task_id: int) -> tuple[float, str, dict]:
+    """Run inference.py's main; the only file written must be `task_id`'s. Returns (value, log, RESULT)."""
+    caplog.clear()
+    out = tmp_path / "out"
+    with caplog.at_level("INFO"):
+        assert inference.main(["--input", str(case), "--output", str(out), "--model", str(model)]) == 0
+    assert [f.name for f in out.iterdir()] == [TASKS[task_id].output_file]
+    value = json.loads((out / TASKS[task_id].output_file).read_text())
+    assert isinstance(value, float) and math.isfinite(value) and value >= 0
+    result = json.loads(caplog.text.split("RESULT", 1)[1].splitlines()[0])
+    return value, caplog.text, result
+
+
+def write_inputs(case: Path, entries: list[dict]) -> None:
+    (case / "inputs.json").write_text(json.dumps(entries))
+
+
+def stray(slug: str) -> dict:
+    socket = {"slug": slug, "relative_path": f"{slug}.json", "super_kind": "Value", "kind": "Anything"}
+    return {"interface": socket, "socket": socket, "value": {"note": 1}, "image": None}
+
+
+@pytest.mark.parametrize("extra", ["internal-qc-note", "axial-dwi-prostate-mri", "transverse-hbv-prostate-mri",
+                                   "chimera-clinical-data-of-bladder-cancer-patients"])
+def test_a_stray_socket_keeps_the_task_and_its_file(trained, tmp_path, caplog, extra):
+    case = copy_case(trained, 3, tmp_path)
+    write_inputs(case, inputs_of(case) + [stray(extra)])
+    _, log, result = run_task(case, trained["model"], tmp_path, caplog, 3)
+    assert result["provenance"].startswith("bundle:nmibc-recurrence")
+    assert_degraded(log, extra, "ignored")
+
+
+def test_a_task2_case_with_a_stray_socket_writes_the_task2_file(trained, tmp_path, caplog):
+    case = copy_case(trained, 3, tmp_path)
+    entries = [e for e in inputs_of(case) if "rna" not in e["interface"]["slug"]]
+    for e in entries:
+        if "clinical-data" in e["interface"]["slug"]:
+            e["interface"]["slug"] = "chimera-clinical-data-of-bladder-cancer-patients"
+            e["socket"] = e["interface"]
+    write_inputs(case, entries + [stray("internal-qc-note")])
+    value, log, _ = run_task(case, trained["model"], tmp_path, caplog, 2)
+    assert 0.0 <= value <= 1.0
+    assert_degraded(log, "internal-qc-note", "ignored")
+
+
+def test_broken_socket_fields_cost_that_socket_only(trained, tmp_path, caplog):
+    case = copy_case(trained, 3, tmp_path)
+    entries = inputs_of(case)
+    for e in entries:
+        if e["interface"]["slug"] == "tissue-mask":
+            e["interface"]["relative_path"] = 17
+        if e["interface"]["slug"].endswith("whole-slide-image"):
+            e["image"] = {"pk": 1, "name": 12345}
+        e["socket"] = e["interface"]
+    write_inputs(case, entries)
+    clinical_path(case).write_text("[" * 100_000 + "]" * 100_000)
+    _, log, result = run_task(case, trained["model"], tmp_path, caplog, 3)
+    assert "wsi" in result["provenance"] and "rna" in result["provenance"]
+    assert_degraded(log, "17", "not a non-empty string")
+    assert_degraded(log, "image.name 12345 is not a string")
+    assert_degraded(log, "clinical", "nested too deeply")
+
+
+def test_a_400_digit_clinical_integer_costs_that_value(trained, tmp_path, caplog):
+    case = copy_case(trained, 3, tmp_path)
+    path = clinical_path(case)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "age": 10 ** 400}))
+    _, log, result = run_task(case, trained["model"], tmp_path, caplog, 3)
+    assert "clinical" in result["provenance"]
+    assert_degraded(log, '"stage": "clinical"', "'age': not a number")
+
+
+def model_copy(trained: dict, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained["model"], tmp_path / "model"))
+
+
+def test_a_bundle_of_another_task_is_refused_by_name(trained, tmp_path, caplog):
+    model = model_copy(trained, tmp_path)
+    shutil.rmtree(model / "prostate-bcr")
+    shutil.copytree(model / "nmibc-recurrence", model / "prostate-bcr")  # a Task 3 bundle in the Task 1 folder
+    doc = json.loads((model / "nmibc-recurrence" / "bundle.json").read_text())
+    doc.update(task_id=2, output_kind="probability")  # a Task 2 bundle in the Task 3 folder
+    (model / "nmibc-recurrence" / "bundle.json").write_text(json.dumps(doc))
+    _, log, result = run_task(trained["cases"][1], model, tmp_path / "1", caplog, 1)
+    assert result["provenance"].startswith("prior:")
+    assert_degraded(log, "Task 3 bundle (output months) in the folder of Task 1", "refused")
+    _, log, result = run_task(trained["cases"][3], model, tmp_path / "3", caplog, 3)
+    assert result["provenance"].startswith("prior:")
+    assert_degraded(log, "Task 2 bundle (output probability) in the folder of Task 3", "refused")
+    # The right task and output kind, but a calibration that gives probabilities: refused too.
+    doc.update(task_id=3, output_kind="months", calibration={"name": "sigmoid"})
+    (model / "nmibc-recurrence" / "bundle.json").write_text(json.dumps(doc))
+    _, log, result = run_task(trained["cases"][3], model, tmp_path / "3b", caplog, 3)
+    assert result["provenance"].startswith("prior:")
+    assert_degraded(log, "calibration 'sigmoid' gives probability, but the bundle's output_kind is months")
+
+
+def test_a_mask_declaring_a_huge_size_is_refused_fast(trained, tmp_path, caplog):
+    from test_input_faults import tiny_tiff_declaring
+
+    case = copy_case(trained, 3, tmp_path)
+    mask = only_file(socket_path(case, "tissue-mask"))
+    mask.unlink()
+    tiny_tiff_declaring(mask, 153_600, 204_800)
+    _, log, result = run_task(case, trained["model"], tmp_path, caplog, 3)
+    assert_degraded(log, mask.name, "153600x204800 px", "decoding limit")
+    assert_degraded(log, "saturation-threshold tissue estimate")
+    assert "wsi" in result["provenance"] and result["seconds"] < 60
+
+
+@pytest.mark.parametrize("fault,expected", [
+    ("huge_header", "over the limit"), ("adc_outside", "ADC field of view covers 0%"), ("t2_nan", "not finite"),
+])
+def test_mri_faults_drop_the_mri_with_the_cause(trained, tmp_path, caplog, fault, expected):
+    import SimpleITK as sitk
+    from test_input_faults import mha_declaring
+
+    case = copy_case(trained, 1, tmp_path)
+    t2 = only_file(socket_path(case, "axial-t2-prostate-mri"))
+    adc = only_file(socket_path(case, "axial-adc-prostate-mri"))
+    if fault == "huge_header":
+        mha_declaring(t2, (1000, 1000, 1000))
+    elif fault == "adc_outside":
+        image = sitk.ReadImage(str(adc))
+        image.SetOrigin(tuple(o + 1000.0 for o in image.GetOrigin()))
+        sitk.WriteImage(image, str(adc))
+    else:
+        image = sitk.ReadImage(str(t2), sitk.sitkFloat32)
+        nan = sitk.Image(image.GetSize(), sitk.sitkFloat32) + float("nan")
+        nan.CopyInformation(image)
+        sitk.WriteImage(nan, str(t2))
+    _, log, result = run_task(case, trained["model"], tmp_path, caplog, 1)
+    assert "mri" not in result["provenance"] and "wsi" in result["provenance"]
+    assert_degraded(log, '"stage": "mri"', expected, "MB)")
+
+
+def test_a_slide_linked_from_outside_the_input_is_refused(trained, tmp_path, caplog):
+    case = copy_case(trained, 3, tmp_path)
+    wsi = only_file(socket_path(case, "whole-slide-image"))
+    outside = tmp_path / "elsewhere.tif"
+    shutil.move(wsi, outside)
+    wsi.symlink_to(outside)
+    _, log, result = run_task(case, trained["model"], tmp_path, caplog, 3)
+    assert "wsi" not in result["provenance"]
+    assert_degraded(log, "links outside the input folder")
+
+
+def test_broken_bundle_json_and_memory_errors_name_the_real_cause(trained, tmp_path, caplog, monkeypatch):
+    model = model_copy(trained, tmp_path)
+    bundle_json = model / "nmibc-recurrence" / "bundle.json"
+    doc = json.loads(bundle_json.read_text())
+    del doc["weights_sha256"]
+    bundle_json.write_text(json.dumps(doc))
+    _, log, _ = run_task(trained["cases"][3], model, tmp_path / "a", caplog, 3)
+    assert_degraded(log, "bundle.json: field 'weights_sha256'")
+    assert not any("weights.safetensors" in line for line in degraded_lines(log))
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("chimera_surv.features.extract_case_bag", out_of_memory)
+    _, log, result = run_task(trained["cases"][3], trained["model"], tmp_path / "b", caplog, 3)
+    assert "wsi" not in result["provenance"]
+    assert_degraded(log, '"stage": "wsi"', "MB)", "MemoryError: out of memory")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chimera_surv.errors import describe
+
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "resources" / "schemas"
 FEATURE_TYPES = ("numeric", "ordinal", "categorical", "binary", "flags")
 DEFAULT_MISSING_TOKENS = ("-1", "x", "", "nan", "na", "n/a", "null")
@@ -60,6 +62,8 @@ def parse_number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
+        if isinstance(value, int) and abs(value) > 10**300:  # float() of a 400-digit integer raises OverflowError
+            return None
         number = float(value)
     elif isinstance(value, str):
         text = value.strip()
@@ -336,11 +340,15 @@ def parse_clinical(raw: Any, schema: Any) -> ClinicalRecord:
         if key != spec.key:
             issues.append(f"clinical '{spec.key}': read from key '{key}'")
         used.add(key)
-        if spec.type == "flags":
-            parsed, issue = _parse_flags(spec, data[key])
-            values.update(parsed)
-        else:
-            values[spec.key], issue = _parse_value(spec, data[key])
+        try:
+            if spec.type == "flags":
+                parsed, issue = _parse_flags(spec, data[key])
+                values.update(parsed)
+            else:
+                values[spec.key], issue = _parse_value(spec, data[key])
+        except Exception as exc:  # noqa: BLE001 - one unparseable value costs that feature only
+            values.update({name: None for name, _ in spec.columns()})
+            issue = f"clinical '{spec.key}': unreadable value ({describe(exc)}), treated as missing"
         if issue:
             issues.append(issue)
     for key in data:

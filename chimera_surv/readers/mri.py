@@ -7,14 +7,19 @@ the way the organisers' picai_prep step does. Cropping to the prostate plus a ma
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from chimera_surv.case import MRIInput
+from chimera_surv.limits import MAX_MRI_VOXELS
 
 SEQUENCES = ("t2", "adc", "hbv")
+# ADC and HBV come on another grid; when less than this share of the prostate lies in their field of view, the
+# resampled sequence would be mostly the fill value 0, so it is refused instead of measured.
+MIN_PROSTATE_COVERAGE = 0.9
 
 
 class MissingModality(ValueError):
@@ -43,21 +48,56 @@ class AlignedMRI:
 
 
 def read_volume(path: Path | str, mask: bool = False) -> object:
-    """One .mha/.nii volume with its geometry; float32 for images, uint8 for masks."""
+    """One .mha/.nii volume with its geometry; float32 for images, uint8 for masks.
+
+    The header is checked before any voxel is decoded (3D, at most MAX_MRI_VOXELS, finite positive spacing), and
+    the decoded voxels must be finite and, for an image, not all equal: anything else raises `MissingModality`
+    naming the file, its size and the cause, so the MRI is dropped rather than filled and used.
+    """
     import SimpleITK as sitk
 
     path = Path(path)
     if not path.is_file():
         raise MissingModality(f"MRI file not found: {path}")
+    label = f"{path.name} ({path.stat().st_size / 1e6:.1f} MB)"
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except RuntimeError as error:
-        raise MissingModality(f"unreadable MRI file {path.name}: {str(error).strip().splitlines()[-1]}") from error
-    if image.GetDimension() != 3:
-        raise MissingModality(f"{path.name}: expected a 3D volume, got {image.GetDimension()}D")
+        raise MissingModality(f"unreadable MRI file {label}: {str(error).strip().splitlines()[-1]}") from error
+    size = tuple(int(n) for n in reader.GetSize())
+    if reader.GetDimension() != 3:
+        raise MissingModality(f"{label}: expected a 3D volume, got {reader.GetDimension()}D")
+    voxels = math.prod(size) * max(1, int(reader.GetNumberOfComponents()))
+    if voxels > MAX_MRI_VOXELS:
+        raise MissingModality(f"{label}: header declares {'x'.join(map(str, size))} = {voxels:,} voxels, over the "
+                              f"limit of {MAX_MRI_VOXELS:,}; not decoded")
+    spacing = reader.GetSpacing()
+    if not all(math.isfinite(v) and v > 0 for v in spacing):
+        raise MissingModality(f"{label}: unusable voxel spacing {tuple(spacing)}")
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise MissingModality(f"unreadable MRI file {label}: {str(error).strip().splitlines()[-1]}") from error
+    except MemoryError as error:
+        raise MissingModality(f"out of memory decoding {label} ({'x'.join(map(str, size))} voxels)") from error
     if image.GetNumberOfComponentsPerPixel() != 1:
         image = sitk.VectorIndexSelectionCast(image, 0)
+    check_voxels(sitk.GetArrayViewFromImage(image), label, mask)
     return sitk.Cast(image, sitk.sitkUInt8 if mask else sitk.sitkFloat32)
+
+
+def check_voxels(values: np.ndarray, label: str, mask: bool) -> None:
+    """Refuse a volume with non-finite voxels, or an image whose voxels are all equal (blank or zero-filled)."""
+    if values.size == 0:
+        raise MissingModality(f"{label}: the volume has no voxels")
+    if values.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            raise MissingModality(f"{label}: {bad:,} of {values.size:,} voxels are not finite (NaN or inf)")
+    if not mask and values.min() == values.max():
+        raise MissingModality(f"{label}: every voxel has the same value ({values.flat[0]}); the volume is blank")
 
 
 def read_mri(mri: MRIInput) -> MRIVolumes:
@@ -84,6 +124,16 @@ def resample_onto(image: object, reference: object, nearest: bool = False) -> ob
     return sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0, image.GetPixelID())
 
 
+def field_coverage(image: object, reference: object, mask: np.ndarray) -> float:
+    """The share of the prostate voxels (on the reference grid) that lie inside `image`'s field of view."""
+    import SimpleITK as sitk
+
+    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(image)
+    inside_field = sitk.GetArrayViewFromImage(resample_onto(ones, reference, nearest=True)) > 0
+    return float(inside_field[mask].mean())
+
+
 def align_and_crop(volumes: MRIVolumes, margin_mm: float = 10.0) -> AlignedMRI:
     """ADC, HBV and mask on the T2 grid, cropped to the prostate's bounding box plus `margin_mm` on each side."""
     import SimpleITK as sitk
@@ -93,9 +143,18 @@ def align_and_crop(volumes: MRIVolumes, margin_mm: float = 10.0) -> AlignedMRI:
     if volumes.mask is None:
         raise MissingModality("MRI: no prostate mask")
     reference = volumes.t2
+    if not (sitk.GetArrayViewFromImage(volumes.mask) > 0).any():
+        raise MissingModality("MRI: the prostate mask is empty (no voxel > 0)")
     mask = sitk.GetArrayFromImage(resample_onto(volumes.mask, reference, nearest=True)) > 0
     if not mask.any():
-        raise MissingModality("MRI: the prostate mask is empty on the T2 grid")
+        raise MissingModality("MRI: the prostate mask lies outside the T2 field of view")
+    for name in ("adc", "hbv"):
+        image = getattr(volumes, name)
+        if image is not None:
+            share = field_coverage(image, reference, mask)
+            if share < MIN_PROSTATE_COVERAGE:
+                raise MissingModality(f"MRI: the {name.upper()} field of view covers {share:.0%} of the prostate "
+                                      f"on the T2 grid (at least {MIN_PROSTATE_COVERAGE:.0%} needed)")
     spacing = tuple(float(s) for s in reference.GetSpacing())  # (x, y, z)
     margin = [int(np.ceil(margin_mm / s)) for s in spacing[::-1]]  # (z, y, x) voxels
     nonzero = np.argwhere(mask)

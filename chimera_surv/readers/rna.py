@@ -57,6 +57,8 @@ def _classify(value: Any) -> tuple[float, str]:
     if isinstance(value, bool):
         return math.nan, "nonnumeric"
     if isinstance(value, (int, float)):
+        if isinstance(value, int) and abs(value) > 10**300:  # float() would raise OverflowError
+            return math.nan, "nonfinite"
         number = float(value)
         return (number, "present") if math.isfinite(number) else (math.nan, "nonfinite")
     if isinstance(value, str):

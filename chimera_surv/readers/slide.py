@@ -12,12 +12,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+
+from chimera_surv.limits import (
+    ESTIMATE_MAX_SIDE,
+    ESTIMATE_TILE,
+    ESTIMATE_TIME_S,
+    MAX_ESTIMATE_DECODE_PIXELS,
+    MAX_MASK_DECODE_PIXELS,
+    MAX_MASK_PIXELS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +37,10 @@ PLAUSIBLE_MPP = (0.05, 20.0)
 # The documented degraded path when a slide has no usable resolution: assume the CHIMERA scanners' level-0
 # spacing (0.25 µm/px, chimera-spec.md §3.1) and say so in the issues.
 DEFAULT_ASSUMED_MPP = 0.25
-# The mask is read at the finest of its levels that stays below this many pixels (bounded memory).
-MAX_MASK_PIXELS = 64_000_000
+
+
+# A mask with fewer pixels than this on a side cannot locate tissue (and passes any aspect-ratio check).
+MIN_MASK_SIDE = 8
 
 
 class SlideError(RuntimeError):
@@ -133,8 +145,10 @@ class WSI:
         return rgb
 
     def read_level(self, level: int) -> np.ndarray:
-        """A whole (low-resolution) level as RGB; callers keep this to small levels."""
+        """A whole low-resolution level as RGB; a level over MAX_MASK_PIXELS is refused (read it by tiles)."""
         width, height = self.level_dimensions[level]
+        if width * height > MAX_MASK_PIXELS:
+            raise SlideError(f"{self.path.name}: level {level} is {width}x{height} px, too large to read whole")
         return self.read_region(0, 0, level, width, height)
 
     def _reopen(self) -> None:
@@ -190,14 +204,27 @@ class TissueMask:
         return float(self.tissue.mean()) if self.tissue.size else 0.0
 
 
-def _binarise(values: np.ndarray) -> np.ndarray:
-    """1 = tissue: a 0/1 mask is > 0; a 0/255 (or lossy) mask is > half its maximum."""
-    top = int(values.max()) if values.size else 0
+def _binarise(values: np.ndarray, label: str) -> np.ndarray:
+    """1 = tissue: a 0/1 mask is > 0; a 0/255 (or lossy) mask is > half its maximum. Non-finite values refuse it."""
+    if values.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            raise SlideError(f"tissue mask {label}: {bad:,} of {values.size:,} pixels are not finite")
+    top = float(values.max()) if values.size else 0.0
     return values > (0 if top <= 1 else top // 2)
 
 
+def _declared(path: Path) -> str:
+    return f"{path.name} ({path.stat().st_size / 1e6:.1f} MB)"
+
+
 def _read_mask_pixels(path: Path, max_pixels: int) -> np.ndarray:
-    """The finest mask level under `max_pixels`, first band, via pyvips (reads deflate/LZW/JPEG masks alike)."""
+    """The finest mask level under `max_pixels`, first band, via pyvips (reads deflate/LZW/JPEG masks alike).
+
+    Only headers are read to pick the level. When even the coarsest level is larger, it is shrunk while decoding,
+    but only up to MAX_MASK_DECODE_PIXELS declared pixels: a larger one (a tiny file can declare 30 Gpx) is
+    refused before any pixel is decoded.
+    """
     import pyvips
 
     if not path.is_file():
@@ -207,15 +234,23 @@ def _read_mask_pixels(path: Path, max_pixels: int) -> np.ndarray:
         pages = int(first.get("n-pages")) if "n-pages" in first.get_fields() else 1
         chosen = first
         for page in range(pages):  # finest first; stop at the first that fits, else keep the coarsest
-            chosen = pyvips.Image.tiffload(str(path), page=page) if pages > 1 else first
+            chosen = pyvips.Image.tiffload(str(path), page=page, access="sequential") if pages > 1 else first
             if chosen.width * chosen.height <= max_pixels:
                 break
-        if chosen.width * chosen.height > max_pixels:  # single huge page: shrink while reading
-            factor = math.sqrt(chosen.width * chosen.height / max_pixels)
+        declared = chosen.width * chosen.height
+        if declared > max_pixels:  # no level small enough
+            if declared > MAX_MASK_DECODE_PIXELS:
+                raise SlideError(f"tissue mask {_declared(path)}: its smallest level declares {chosen.width}x"
+                                 f"{chosen.height} px, over the {MAX_MASK_DECODE_PIXELS:,}-pixel decoding limit; "
+                                 "not decoded")
+            factor = math.sqrt(declared / max_pixels)
             chosen = chosen.extract_band(0).resize(1.0 / factor, kernel="nearest")
         return np.asarray(chosen.extract_band(0).numpy())
     except pyvips.Error as error:
-        raise SlideError(f"unreadable tissue mask {path.name}: {str(error).strip().splitlines()[0]}") from error
+        raise SlideError(f"unreadable tissue mask {_declared(path)}: "
+                         f"{str(error).strip().splitlines()[0]}") from error
+    except MemoryError as error:
+        raise SlideError(f"out of memory decoding tissue mask {_declared(path)}") from error
 
 
 def read_tissue_mask(mask_path: Path | str, wsi: WSI, max_pixels: int = MAX_MASK_PIXELS,
@@ -227,32 +262,95 @@ def read_tissue_mask(mask_path: Path | str, wsi: WSI, max_pixels: int = MAX_MASK
     """
     mask_path = Path(mask_path)
     pixels = _read_mask_pixels(mask_path, max_pixels)
-    height, width = pixels.shape[:2]
-    if width == 0 or height == 0:
-        raise SlideError(f"tissue mask {mask_path.name} is empty (0 px)")
+    height, width = pixels.shape[:2] if pixels.ndim >= 2 else (pixels.size, 1)
+    if min(width, height) < MIN_MASK_SIDE:
+        raise SlideError(f"tissue mask {mask_path.name} is {width}x{height} px: too small to locate tissue")
     slide_w, slide_h = wsi.dimensions
     sx, sy = slide_w / width, slide_h / height
     rounding = 1.0 / min(width, height)
     if abs(sx - sy) / max(sx, sy) > aspect_tolerance + rounding:
         raise SlideError(f"tissue mask {mask_path.name} ({width}x{height}) does not match slide "
                          f"{wsi.path.name} ({slide_w}x{slide_h}): x scale {sx:.3f} vs y scale {sy:.3f}")
-    return TissueMask(tissue=_binarise(pixels), scale=(sx, sy), source="mask")
+    return TissueMask(tissue=_binarise(pixels, mask_path.name), scale=(sx, sy), source="mask")
 
 
-def estimate_tissue_mask(wsi: WSI, max_side: int = 2048, saturation_threshold: int = 20) -> TissueMask:
+def estimate_tissue_mask(wsi: WSI, max_side: int = ESTIMATE_MAX_SIDE, saturation_threshold: int = 20) -> TissueMask:
     """Fallback tissue map when the given mask is missing or misaligned: colour saturation on a low-res level.
 
     H&E tissue is coloured and the glass background is grey-white, so max(RGB) - min(RGB) above a small threshold
     marks tissue; near-black pixels (pen, scanner borders) are excluded. Deterministic; no learned model.
+    A slide without a level of at most `max_side` px (no pyramid) is read by tiles and averaged down, within the
+    bounds of chimera_surv.limits; a slide beyond them raises SlideError.
     """
-    level = wsi.level_count - 1
-    for candidate in range(wsi.level_count):
-        if max(wsi.level_dimensions[candidate]) <= max_side:
-            level = candidate
-            break
-    rgb = wsi.read_level(level).astype(np.int16)
+    level = next((k for k in range(wsi.level_count) if max(wsi.level_dimensions[k]) <= max_side), None)
+    if level is not None:
+        rgb = wsi.read_level(level).astype(np.int16)
+    else:
+        level = wsi.level_count - 1
+        width, height = wsi.level_dimensions[level]
+        if width * height > MAX_ESTIMATE_DECODE_PIXELS:
+            raise SlideError(f"{wsi.path.name}: level {level} ({width}x{height} px, no level under {max_side} px) is "
+                             f"over the {MAX_ESTIMATE_DECODE_PIXELS:,}-pixel limit of the tissue estimate")
+        rgb = _thumbnail(wsi.path, (width, height), max_side)
+        if rgb is None:
+            rgb = _read_level_reduced(wsi, level, math.ceil(max(width, height) / max_side))
     saturation = rgb.max(axis=2) - rgb.min(axis=2)
     tissue = (saturation > saturation_threshold) & (rgb.max(axis=2) > 30)
-    width, height = wsi.level_dimensions[level]
+    height, width = tissue.shape
     slide_w, slide_h = wsi.dimensions
     return TissueMask(tissue=tissue, scale=(slide_w / width, slide_h / height), source="threshold")
+
+
+def _thumbnail(path: Path, size: tuple[int, int], max_side: int) -> np.ndarray | None:
+    """The TIFF page of `size` px shrunk to `max_side` while it streams through pyvips (multi-threaded, memory
+    bounded, about 10x faster than openslide tiles) as int16 RGB on white; None when pyvips cannot do it."""
+    import pyvips
+
+    try:
+        first = pyvips.Image.new_from_file(str(path), access="sequential")
+        pages = int(first.get("n-pages")) if "n-pages" in first.get_fields() else 1
+        for page in range(pages):
+            image = pyvips.Image.tiffload(str(path), page=page, access="sequential") if pages > 1 else first
+            if (image.width, image.height) == tuple(size):
+                break
+        else:
+            return None
+        image = image.thumbnail_image(max_side, size="down")
+        if image.hasalpha():
+            image = image.flatten(background=[255, 255, 255])
+        rgb = image.numpy()
+    except pyvips.Error as error:
+        log.info("pyvips cannot shrink %s (%s); reading it by tiles", path.name, str(error).strip()[:200])
+        return None
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        return None
+    return rgb[..., :3].astype(np.int16)
+
+
+def _read_level_reduced(wsi: WSI, level: int, factor: int) -> np.ndarray:
+    """A level averaged over `factor` x `factor` blocks, read tile by tile (memory bounded by ESTIMATE_TILE²)."""
+    width, height = wsi.level_dimensions[level]
+    label = f"{wsi.path.name}: level {level} ({width}x{height} px, no level under {ESTIMATE_MAX_SIDE} px)"
+    step = max(factor, ESTIMATE_TILE // factor * factor)  # a whole number of blocks per tile
+    out = np.empty((math.ceil(height / factor), math.ceil(width / factor), 3), dtype=np.int16)
+    downsample = wsi.level_downsamples[level]
+    start = time.monotonic()
+    for y in range(0, height, step):
+        for x in range(0, width, step):
+            if time.monotonic() - start > ESTIMATE_TIME_S:
+                raise SlideError(f"{label}: tissue estimate over its {ESTIMATE_TIME_S:.0f} s limit")
+            tile = wsi.read_region(round(x * downsample), round(y * downsample), level,
+                                   min(step, width - x), min(step, height - y))
+            out[y // factor:(y + tile.shape[0] + factor - 1) // factor,
+                x // factor:(x + tile.shape[1] + factor - 1) // factor] = _block_mean(tile, factor)
+    return out
+
+
+def _block_mean(tile: np.ndarray, factor: int) -> np.ndarray:
+    """Mean RGB over `factor` x `factor` blocks (edge blocks averaged over the pixels they have)."""
+    h, w = tile.shape[:2]
+    rows, cols = math.ceil(h / factor), math.ceil(w / factor)
+    sums = np.add.reduceat(np.add.reduceat(tile.astype(np.int64), np.arange(0, h, factor), axis=0),
+                           np.arange(0, w, factor), axis=1)
+    counts = np.outer(np.diff(np.append(np.arange(0, h, factor), h)), np.diff(np.append(np.arange(0, w, factor), w)))
+    return (sums / counts[:rows, :cols, None]).astype(np.int16)
