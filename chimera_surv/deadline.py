@@ -146,7 +146,8 @@ class ExtractionClock:
 
     def _plan(self, remaining_s: float, batch_size: int) -> None:
         more = max(0.0, remaining_s) * (self.rate or 0.0)
-        self.plan_batches = self.batches + ladder_floor(int(more // max(batch_size, 1)))
+        # at least one batch: a bag of a few evenly spread patches is worth more than none
+        self.plan_batches = max(1, self.batches + ladder_floor(int(more // max(batch_size, 1))))
 
     def measured_rate(self) -> float:
         elapsed = time.monotonic() - self.started

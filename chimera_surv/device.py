@@ -62,7 +62,7 @@ def gpu_requested(flag: str | None, environ: dict[str, str] | None = None, drive
         return f"--device {flag}"
     if environ.get(REQUIRE_GPU_ENV, "") == "1":
         return f"{REQUIRE_GPU_ENV}=1"
-    if driver is not None:
+    if driver:
         return f"NVIDIA driver {driver} visible in the container"
     return None
 
@@ -81,7 +81,7 @@ def resolve_device(flag: str | None = None, environ: dict[str, str] | None = Non
                    cuda_available: bool | None = None, driver: str | None = None) -> torch.device:
     """Pick the device, log one `DEVICE {...}` line, and a DEGRADED line when a requested GPU is not usable."""
     available = torch.cuda.is_available() if cuda_available is None else cuda_available
-    driver = driver_version() if driver is None else driver
+    driver = (driver_version() if driver is None else driver) or None  # "" (tests): no driver
     reason = gpu_requested(flag, environ, driver)
     if flag and not (flag.startswith("cuda") and not available):
         device = torch.device(flag)

@@ -240,3 +240,27 @@ def test_relative_path_escaping_input(trained, tmp_path, caplog):
     (case / "inputs.json").write_text(json.dumps(entries))
     _, log = run(case, trained, tmp_path, caplog)
     assert_degraded(log, "escapes the input folder")
+
+
+# --- deadline (issue 12): a deliberately tiny deadline ends in time with a prefix bag and a DEGRADED line ---
+def test_a_tiny_deadline_keeps_a_prefix_bag_and_says_so(trained, tmp_path, caplog, monkeypatch):
+    import time
+
+    from chimera_surv.deadline import set_case_deadline
+
+    monkeypatch.setenv("CHIMERA_PATCH_RATE", "0.5")  # a fixed, very slow rate: the plan keeps one batch
+    out = tmp_path / "out"
+    started = time.monotonic()
+    try:
+        with caplog.at_level("INFO"):
+            assert inference.main(["--input", str(trained["cases"][1]), "--output", str(out), "--model",
+                                   str(trained["model"]), "--deadline", "30"]) == 0
+    finally:
+        set_case_deadline(None)
+    assert time.monotonic() - started < 30
+    assert "DEVICE {" in caplog.text and "DEADLINE {" in caplog.text
+    extract = json.loads(caplog.text.split("EXTRACT ", 1)[1].splitlines()[0])
+    assert 0 < extract["done"] < extract["total"] and extract["stopped"] == "planned"
+    assert '"stage": "wsi"' in caplog.text and "deadline:" in caplog.text
+    result = json.loads(caplog.text.split("RESULT ", 1)[1].splitlines()[0])
+    assert "wsi" in result["provenance"] and math.isfinite(result["value"])
