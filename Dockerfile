@@ -3,7 +3,8 @@
 # (PEP 440 ignores the base's +cuXXX local label), so no second torch is installed.
 # CUDA 12.6, not 13.0: a CUDA 13 build needs an NVIDIA driver >= 580, while any driver >= 525.60.13 runs a
 # CUDA 12.x build (minor-version compatibility); the platform's T4/A10G hosts have an undocumented driver.
-# torch 2.14.1+cu126 ships kernels for sm_75 (T4) and sm_86 (A10G). docs/features.md, "Platform", has the evidence.
+# PyTorch's CUDA 12 wheels have carried sm_75 (T4) and sm_86 (A10G) kernels (the DEVICE log line lists the arch list;
+# not verified for this tag here: no registry reachable). docs/features.md, "Platform", has the evidence.
 FROM --platform=linux/amd64 pytorch/pytorch:2.14.1-cuda12.6-cudnn9-runtime
 
 ENV PYTHONUNBUFFERED=1 \

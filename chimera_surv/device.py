@@ -74,6 +74,7 @@ def describe(device: torch.device, driver: str | None) -> dict[str, Any]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        info["arch_list"] = torch.cuda.get_arch_list()  # the kernels this torch build carries (sm_75 = T4)
     return info
 
 
