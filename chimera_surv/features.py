@@ -235,7 +235,7 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
     device = encoder.mean.device
     cuda = device.type == "cuda"
     planned = [b for item in items
-               for b in plan_blocks([item], _block_pixels(item.grid), scaled_decode=recipe.scaled_decode)]
+               for b in plan_blocks([item], block_pixels=_block_pixels(item.grid), scaled_decode=recipe.scaled_decode)]
     blocks = progressive_blocks(planned, chunk_patches=4 * recipe.batch_size)
     batches = PatchBatches(blocks, batch_size=recipe.batch_size, num_workers=recipe.num_workers,
                            backend=recipe.backend, pin_memory=cuda)

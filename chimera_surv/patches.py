@@ -403,17 +403,15 @@ class PatchBatches:
                              "multiprocessing_context": _worker_context(), "persistent_workers": False}
         loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=self.num_workers,
                                              pin_memory=self.pin_memory, **loader_kwargs)
-        carry_idx: list[torch.Tensor] = []  # fewer than batch_size patches, all of the current slide
-        carry: list[torch.Tensor] = []
-        count = 0
-        slide = None
-        for block, (indices, patches, skipped) in zip(self.blocks, loader):
+        # One carry (fewer than batch_size patches) per slide, flushed at that slide's last block: a slide's batches
+        # are the same whether its blocks come in one run or interleaved with other slides' (progressive order),
+        # and batches never mix slides, so a slide's features never depend on the other slides of the case.
+        last = {block.slide: i for i, block in enumerate(self.blocks)}
+        carries: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        for position, (block, (indices, patches, skipped)) in enumerate(zip(self.blocks, loader)):
             self.skipped.extend(int(s) for s in skipped)
-            if block.slide != slide and count:
-                # a new slide starts a new batch: a slide's features never depend on the other slides of the case
-                yield torch.cat(carry_idx), torch.cat(carry)
-                carry_idx, carry, count = [], [], 0
-            slide = block.slide
+            carry_idx, carry = carries.pop(block.slide, ([], []))
+            count = sum(len(c) for c in carry_idx)
             start = 0
             if count and len(indices):  # complete the carried batch from the head of this block
                 start = min(self.batch_size - count, len(indices))
@@ -431,5 +429,7 @@ class PatchBatches:
                 carry_idx.append(indices[start:])
                 carry.append(patches[start:])
                 count += len(indices) - start
-        if count:
-            yield torch.cat(carry_idx), torch.cat(carry)
+            if count and position == last[block.slide]:
+                yield torch.cat(carry_idx), torch.cat(carry)
+            elif count:
+                carries[block.slide] = (carry_idx, carry)
