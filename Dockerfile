@@ -1,14 +1,20 @@
 # CHIMERA multimodal survival: grand-challenge algorithm container (all three tasks).
 # The base provides torch 2.14.1 with CUDA; requirements.txt pins the same release, which pip treats as satisfied
 # (PEP 440 ignores the base's +cuXXX local label), so no second torch is installed.
-FROM --platform=linux/amd64 pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
+# CUDA 12.6, not 13.0: a CUDA 13 build needs an NVIDIA driver >= 580, while any driver >= 525.60.13 runs a
+# CUDA 12.x build (minor-version compatibility); the platform's T4/A10G hosts have an undocumented driver.
+# PyTorch's CUDA 12 wheels have carried sm_75 (T4) and sm_86 (A10G) kernels (the DEVICE log line lists the arch list;
+# not verified for this tag here: no registry reachable). docs/features.md, "Platform", has the evidence.
+FROM --platform=linux/amd64 pytorch/pytorch:2.14.1-cuda12.6-cudnn9-runtime
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PATH="/home/user/.local/bin:${PATH}"
+    PATH="/home/user/.local/bin:${PATH}" \
+    CHIMERA_DEADLINE_S=1080 \
+    CHIMERA_DEADLINE_RESERVE_S=60
 
 # A non-root user with a fixed numeric id (the platform runs the image's USER).
 RUN groupadd --system --gid 1001 user && \
@@ -25,4 +31,6 @@ COPY --chown=1001:1001 resources /opt/app/resources
 COPY --chown=1001:1001 inference.py /opt/app/
 
 # Bundles and encoder weights arrive as the model tarball, extracted by the platform to /opt/ml/model.
+# CHIMERA_DEADLINE_S: seconds for one case (slides stop in time, keeping an evenly spread prefix); change it with
+# `docker run -e CHIMERA_DEADLINE_S=...` or here, never by retraining. 1080 s leaves 2 of the 20 minutes spare.
 ENTRYPOINT ["python", "inference.py", "--input", "/input", "--output", "/output", "--model", "/opt/ml/model"]

@@ -9,6 +9,9 @@ OUTPUT_ROOT="${OUTPUT_ROOT:-$SCRIPT_DIR/test/output}"
 MODEL_DIR="${MODEL_DIR:-$SCRIPT_DIR/model}"
 GPU_ARGS=(--gpus all)
 if [ "${NO_GPU:-0}" = "1" ]; then GPU_ARGS=(); fi
+# CHIMERA_DEADLINE_S (seconds per case) is passed through when set, e.g. CHIMERA_DEADLINE_S=120 ./do_test.sh
+ENV_ARGS=()
+if [ -n "${CHIMERA_DEADLINE_S:-}" ]; then ENV_ARGS=(--env "CHIMERA_DEADLINE_S=$CHIMERA_DEADLINE_S"); fi
 
 "$SCRIPT_DIR/do_build.sh"
 
@@ -19,6 +22,11 @@ if [ ${#cases[@]} -eq 0 ]; then
     exit 1
 fi
 
+# The container runs as a non-root user: make the inputs and the model readable by it, as the organisers'
+# template does (o+rX: read for everyone, search on folders only).
+chmod -R o+rX "$INPUT_ROOT"
+if [ -d "$MODEL_DIR" ]; then chmod -R o+rX "$MODEL_DIR"; fi
+
 failed=0
 for case_dir in "${cases[@]}"; do
     name="$(basename "$case_dir")"
@@ -27,7 +35,7 @@ for case_dir in "${cases[@]}"; do
     volume="chimera-tmp-$name-$$"
     docker volume create "$volume" > /dev/null
     echo "=== $name"
-    if ! docker run --rm --platform=linux/amd64 --network none "${GPU_ARGS[@]}" \
+    if ! docker run --rm --platform=linux/amd64 --network none "${GPU_ARGS[@]}" "${ENV_ARGS[@]}" \
         --volume "$case_dir:/input:ro" --volume "$out:/output" \
         --volume "$MODEL_DIR:/opt/ml/model:ro" --volume "$volume:/tmp" \
         "$DOCKER_IMAGE_TAG"; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Grand-challenge entrypoint: one patient from /input, one finite JSON number to /output.
 
-    python inference.py [--input /input] [--output /output] [--model /opt/ml/model] [--explain DIR]
+    python inference.py [--input /input] [--output /output] [--model /opt/ml/model] [--deadline SECONDS]
+                        [--explain DIR]
 
 Exit status is non-zero only when the output cannot be written or the input folder does not exist (a user
 error: the platform always provides /input); every other problem is logged as a DEGRADED line
@@ -16,11 +17,13 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from chimera_surv.deadline import DEADLINE_ENV, RESERVE_ENV, env_seconds, set_case_deadline
 from chimera_surv.errors import describe
 from chimera_surv.gc import UnknownTaskError, all_tasks, write_output
 from chimera_surv.predict import Prediction, predict_case
@@ -37,7 +40,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--explain", type=Path, default=None,
                         help="also write attention heatmaps and a case page here (off by default; never fails the case)")
+    # --- deadline (docs/features.md, "Deadline"): changeable at run time, no retraining ---
+    parser.add_argument("--deadline", type=float, default=env_seconds(DEADLINE_ENV),
+                        help=f"seconds for the whole case (default: ${DEADLINE_ENV}, else no limit); slide "
+                             "extraction stops in time and keeps an evenly spread prefix of the patches")
+    parser.add_argument("--deadline-reserve", type=float, default=env_seconds(RESERVE_ENV),
+                        help=f"seconds kept for the rest of the case after the slides (default: ${RESERVE_ENV}, "
+                             "else 60)")
     return parser.parse_args(argv)
+
+
+def start_case(args: argparse.Namespace, started: float | None = None) -> str | None:
+    """The startup line (device, GPU, driver, CUDA, torch), the case deadline; returns the device to use.
+
+    The deadline counts from `started` (`main`'s first line); the imports before it are covered by the reserve.
+    """
+    try:
+        from chimera_surv.device import resolve_device
+
+        device = str(resolve_device(args.device))
+    except Exception as exc:  # noqa: BLE001 - a broken torch costs the slides, not the case
+        log.warning("DEGRADED %s", json.dumps({"stage": "device", "cause": f"{type(exc).__name__}: {exc}",
+                                               "action": "no device check; each modality tries on its own"}))
+        device = args.device
+    deadline = set_case_deadline(args.deadline, args.deadline_reserve, started=started)
+    if deadline is not None:
+        log.info("DEADLINE %s", json.dumps({"case_s": args.deadline, "slides_s": round(deadline.seconds, 1)}))
+    return device
 
 
 def check_writable(output_dir: Path) -> None:
@@ -76,6 +105,7 @@ def run_case(input_dir: Path, output_dir: Path, model_dir: Path, cache_dir: Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
@@ -83,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: input folder {args.input} does not exist or is not a folder", file=sys.stderr)
         return 2
     try:
-        run_case(args.input, args.output, args.model, cache_dir=args.cache, device=args.device,
+        device = start_case(args, started)
+        run_case(args.input, args.output, args.model, cache_dir=args.cache, device=device,
                  explain_dir=args.explain)
     except OSError as exc:
         print(f"ERROR: output folder {args.output} is not writable: {exc}", file=sys.stderr)

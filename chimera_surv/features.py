@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from chimera_surv.case import SlideInput
+from chimera_surv.deadline import RATE_ENV, Deadline, ExtractionClock, case_deadline, env_seconds
 from chimera_surv.encoders import get_spec, load_encoder
-from chimera_surv.patches import PatchBatches, SlideGrid, plan_blocks
+from chimera_surv.patches import BLOCK_PIXELS, PatchBatches, SlideGrid, plan_blocks, progressive_blocks
 from chimera_surv.readers.slide import (
     DEFAULT_ASSUMED_MPP,
     SlideError,
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 # Bump when a change alters the features produced for the same recipe (tiling, reading, resizing, pooling).
 # "2": patches are cut by the tile decoder without a region buffer, and `scaled_decode` exists.
-FEATURES_CODE_VERSION = "2"
+# "3": blocks are encoded in the progressive order (batches are composed differently).
+FEATURES_CODE_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -207,28 +209,82 @@ def _save_cached(path: Path, features: np.ndarray, coords: np.ndarray, skipped: 
     tmp.replace(path)
 
 
-def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: FeatureRecipe
-                 ) -> tuple[np.ndarray, list[int]]:
-    """Features (N_total, D) in global patch order for the grids in `items`, and the skipped global indices."""
+def _block_pixels(grid: PatchGrid, per_side: int = 8) -> int:
+    """Block side (level px) for the progressive order: at most `BLOCK_PIXELS`, small enough that the tissue spans
+    about `per_side` blocks per side, so that a prefix of blocks covers a small slide evenly too."""
+    if len(grid) == 0:
+        return BLOCK_PIXELS
+    extent = int((np.ptp(grid.cells, axis=0).min() + 1) * grid.read_size)
+    return int(min(BLOCK_PIXELS, max(2 * grid.read_size, extent // per_side)))
+
+
+def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: FeatureRecipe,
+                 deadline: Deadline | None = None) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Features (N_total, D) in global patch order, the skipped global indices, and a bool mask of the encoded ones.
+
+    Patches go in the progressive order (`patches.progressive_blocks`), so a deadline stop leaves an evenly spread
+    prefix. On CUDA the loader pins batches, the copy is non-blocking, and the result of batch i is copied back
+    (non-blocking, then waited on) only after batch i+1 has been queued, so decoding, copies and the encoder
+    overlap. Batches are fixed by the block plan, never by timing, so a patch's features do not depend on where
+    the run stops.
+    """
     total = sum(len(item.grid) for item in items)
     dim = encoder.spec.dim
     features = np.zeros((total, dim), dtype=np.float32)
-    batches = PatchBatches(plan_blocks(items, scaled_decode=recipe.scaled_decode), batch_size=recipe.batch_size, num_workers=recipe.num_workers,
-                           backend=recipe.backend, pin_memory=torch.cuda.is_available())
+    encoded = np.zeros(total, dtype=bool)
+    device = encoder.mean.device
+    cuda = device.type == "cuda"
+    planned = [b for item in items
+               for b in plan_blocks([item], block_pixels=_block_pixels(item.grid), scaled_decode=recipe.scaled_decode)]
+    blocks = progressive_blocks(planned, chunk_patches=4 * recipe.batch_size)
+    batches = PatchBatches(blocks, batch_size=recipe.batch_size, num_workers=recipe.num_workers,
+                           backend=recipe.backend, pin_memory=cuda)
+    clock = ExtractionClock(deadline, total, fixed_rate=env_seconds(RATE_ENV))
+    pending: tuple[torch.Tensor, torch.Tensor, Any] | None = None
+
+    def finish(job: tuple[torch.Tensor, torch.Tensor, Any]) -> None:
+        indices, out, event = job
+        if event is not None:
+            event.synchronize()
+        index = indices.numpy()
+        features[index] = out.numpy()
+        encoded[index] = True
+        clock.batch_done(len(index))
+
     for indices, patches in batches:
-        out = encoder.embed(patches).cpu().numpy()
-        features[indices.numpy()] = out
-    return features, sorted(batches.skipped)
+        if clock.should_stop(len(indices), queued=int(pending is not None)):
+            break
+        out = encoder.embed(patches)
+        event = None
+        if cuda:
+            out = out.to("cpu", non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        if pending is not None:
+            finish(pending)
+        pending = (indices, out, event)
+        if not cuda:
+            finish(pending)
+            pending = None
+    if pending is not None:
+        finish(pending)
+    if deadline is not None:
+        clock.log()
+    return features, sorted(batches.skipped), encoded
 
 
 def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_root: Path | None,
                      cache_dir: Path | None = None, device: str | None = None,
-                     encoder: torch.nn.Module | None = None) -> tuple[Bag, list[str]]:
+                     encoder: torch.nn.Module | None = None, deadline: Deadline | None = None
+                     ) -> tuple[Bag, list[str]]:
     """Encode every tissue patch of a case's slides (capped by the recipe's budget) into one bag.
 
     Raises only for a broken encoder (`MissingWeights`, `WeightMismatch`); bad slides become issues. `encoder`
-    may pass an already-loaded encoder (e.g. across cases in training).
+    may pass an already-loaded encoder (e.g. across cases in training). `deadline` (default: the one the
+    entrypoint set, `deadline.case_deadline()`) stops encoding early; the bag is then the progressive prefix
+    reached, a slide cut short is not cached, and an issue says how many patches each slide kept.
     """
+    deadline = case_deadline() if deadline is None else deadline
     started = time.perf_counter()
     issues: list[str] = []
     dim = get_spec(recipe.encoder).dim
@@ -259,20 +315,25 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
         for p, _, _ in pending:
             items.append(SlideGrid(p.slide.index, p.slide.wsi, p.mpp, p.grid, start, p.tile))
             start += len(p.grid)
-        features_all, skipped = encode_grids(items, encoder, recipe)
+        features_all, skipped, encoded = encode_grids(items, encoder, recipe, deadline)
         for item, (p, cap, path) in zip(items, pending):
             span = np.arange(item.start, item.start + len(item.grid))
-            ok = ~np.isin(span, skipped)
+            ok = encoded[item.start:item.start + len(item.grid)]
+            reached = ok | np.isin(span, skipped)
             # a view when nothing was skipped: the bag is copied once, at the end, not once per step
             feats = (features_all[item.start:item.start + len(item.grid)] if ok.all()
                      else features_all[span[ok]])
             coords = np.concatenate([np.full((int(ok.sum()), 1), p.slide.index, np.int64),
                                      p.grid.coords[ok].astype(np.int64)], axis=1)
-            lost = int((~ok).sum())
+            lost = int(np.isin(span, skipped).sum())
+            cut = not reached.all()
+            if cut:
+                issues.append(f"slide {p.slide.index}: deadline reached; kept {int(ok.sum())} of {len(p.grid)} "
+                              "patches (an evenly spread prefix)")
             if lost:
                 issues.append(f"slide {p.slide.index}: {lost} unreadable patches skipped (corrupt or truncated tiles)")
             parts[p.slide.index] = (feats, coords)
-            if path is not None:
+            if path is not None and not cut:
                 _save_cached(path, feats, coords, lost, {"recipe": json.dumps(recipe.cache_fields(), sort_keys=True),
                                                          "level": str(p.grid.level)})
     else:

@@ -28,7 +28,7 @@ from PIL import Image
 
 from chimera_surv.readers.slide import SlideError, open_slide
 from chimera_surv.readers.tiles import DCT_SCALES
-from chimera_surv.tiling import PatchGrid
+from chimera_surv.tiling import PatchGrid, progressive_order
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,48 @@ def plan_blocks(slides: list[SlideGrid], block_pixels: int = BLOCK_PIXELS,
                 offsets=tuple(((int(c) - c0) * grid.read_size, (int(r) - r0) * grid.read_size)
                               for c, r in zip(cols, rows)), decode_scale=scale))
     return blocks
+
+
+def progressive_blocks(blocks: list[Block], chunk_patches: int = 256) -> list[Block]:
+    """The blocks in the progressive order: every prefix covers each slide's tissue evenly, and the slides of a
+    case in proportion to their patch counts (so a deadline is shared between slides by size).
+
+    Within a slide the blocks follow `tiling.progressive_order` of their corners. Slides are interleaved in runs
+    of about `chunk_patches` patches (whole blocks, so batches stay full and never mix slides); the next run always
+    comes from the slide with the smallest fraction done (ties: lowest slide index). Deterministic.
+    """
+    by_slide: dict[int, list[Block]] = {}
+    for block in blocks:
+        by_slide.setdefault(block.slide, []).append(block)
+    runs: dict[int, list[list[Block]]] = {}
+    totals: dict[int, int] = {}
+    for slide, own in by_slide.items():
+        corners = np.asarray([(b.lx // b.read_size, b.ly // b.read_size) for b in own], dtype=np.int64)
+        ordered = [own[i] for i in progressive_order(corners)]
+        # a small slide is split into at least ~8 runs, so that it is interleaved with the others too
+        limit = min(chunk_patches, -(-sum(len(b.members) for b in own) // 8))
+        chunks: list[list[Block]] = [[]]
+        size = 0
+        for block in ordered:
+            if size >= limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(block)
+            size += len(block.members)
+        runs[slide] = chunks
+        totals[slide] = max(1, sum(len(b.members) for b in own))
+    done = dict.fromkeys(runs, 0)
+    position = dict.fromkeys(runs, 0)
+    out: list[Block] = []
+    while True:
+        open_slides = [s for s in runs if position[s] < len(runs[s])]
+        if not open_slides:
+            return out
+        slide = min(open_slides, key=lambda s: (done[s] / totals[s], s))
+        chunk = runs[slide][position[slide]]
+        position[slide] += 1
+        done[slide] += sum(len(b.members) for b in chunk)
+        out.extend(chunk)
 
 
 def _cells_per_block(read_size: int, tile: int, block_pixels: int) -> int:
@@ -361,17 +403,15 @@ class PatchBatches:
                              "multiprocessing_context": _worker_context(), "persistent_workers": False}
         loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=self.num_workers,
                                              pin_memory=self.pin_memory, **loader_kwargs)
-        carry_idx: list[torch.Tensor] = []  # fewer than batch_size patches, all of the current slide
-        carry: list[torch.Tensor] = []
-        count = 0
-        slide = None
-        for block, (indices, patches, skipped) in zip(self.blocks, loader):
+        # One carry (fewer than batch_size patches) per slide, flushed at that slide's last block: a slide's batches
+        # are the same whether its blocks come in one run or interleaved with other slides' (progressive order),
+        # and batches never mix slides, so a slide's features never depend on the other slides of the case.
+        last = {block.slide: i for i, block in enumerate(self.blocks)}
+        carries: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        for position, (block, (indices, patches, skipped)) in enumerate(zip(self.blocks, loader)):
             self.skipped.extend(int(s) for s in skipped)
-            if block.slide != slide and count:
-                # a new slide starts a new batch: a slide's features never depend on the other slides of the case
-                yield torch.cat(carry_idx), torch.cat(carry)
-                carry_idx, carry, count = [], [], 0
-            slide = block.slide
+            carry_idx, carry = carries.pop(block.slide, ([], []))
+            count = sum(len(c) for c in carry_idx)
             start = 0
             if count and len(indices):  # complete the carried batch from the head of this block
                 start = min(self.batch_size - count, len(indices))
@@ -389,5 +429,7 @@ class PatchBatches:
                 carry_idx.append(indices[start:])
                 carry.append(patches[start:])
                 count += len(indices) - start
-        if count:
-            yield torch.cat(carry_idx), torch.cat(carry)
+            if count and position == last[block.slide]:
+                yield torch.cat(carry_idx), torch.cat(carry)
+            elif count:
+                carries[block.slide] = (carry_idx, carry)

@@ -144,3 +144,24 @@ def split_budget(counts: list[int], budget: int | None) -> list[int | None]:
     for i in sorted(range(len(counts)), key=lambda i: (-(exact[i] - shares[i]), i))[: budget - sum(shares)]:
         shares[i] += 1
     return shares
+
+
+def progressive_order(cells: np.ndarray) -> np.ndarray:
+    """A permutation of `cells` whose every prefix is spread evenly over them (deterministic).
+
+    The cells are ranked along a Hilbert curve (neighbours on the curve are neighbours in space); the ranks are then
+    visited in bit-reversed order (the van der Corput sequence): 0, n/2, n/4, 3n/4, ... so the first k cells are
+    about n/k apart along the curve for every k, and a stop anywhere leaves a bag that covers the whole tissue.
+    """
+    cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+    n = len(cells)
+    if n <= 1:
+        return np.arange(n, dtype=np.int64)
+    along = np.argsort(hilbert_index(cells), kind="stable")  # curve position -> cell
+    bits = max(1, math.ceil(math.log2(n)))
+    positions = np.arange(1 << bits, dtype=np.int64)
+    reversed_bits = np.zeros_like(positions)
+    for b in range(bits):
+        reversed_bits |= ((positions >> b) & 1) << (bits - 1 - b)
+    visit = reversed_bits[reversed_bits < n]
+    return along[visit]

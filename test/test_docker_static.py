@@ -92,3 +92,20 @@ def test_every_runtime_import_is_pinned_in_requirements_txt():
 @pytest.mark.parametrize("flag", ["--network none", "/input:ro", "/opt/ml/model:ro", ":/tmp", "--gpus all"])
 def test_local_test_script_mirrors_the_platform(flag):
     assert flag in (ROOT / "do_test.sh").read_text()
+
+
+# --- platform fit (issue 12) ---
+def test_base_image_cuda_runs_on_pre_580_drivers_and_the_deadline_is_set():
+    tag = instructions()[0].value[0].partition(":")[2]
+    cuda = re.search(r"-cuda(\d+)\.", tag).group(1)
+    assert cuda == "12", "a CUDA 13 build needs driver >= 580; the T4/A10G hosts' driver is unknown"
+    env = {}
+    for c in instructions():
+        if c.cmd == "ENV":
+            env.update(dict(zip(c.value[::2], c.value[1::2])))
+    assert float(env["CHIMERA_DEADLINE_S"]) > float(env["CHIMERA_DEADLINE_RESERVE_S"]) > 0
+
+
+def test_local_test_script_makes_inputs_and_model_readable_like_the_template():
+    script = (ROOT / "do_test.sh").read_text()
+    assert 'chmod -R o+rX "$INPUT_ROOT"' in script and 'chmod -R o+rX "$MODEL_DIR"' in script

@@ -14,7 +14,8 @@ from chimera_surv.encoders.base import WeightMismatch, compare_shapes
 # Parameter counts of the published models (ecosystem.md §2, MONAI's resnet10 for MedicalNet).
 PUBLISHED_PARAMS_M = {"uni": 303.4, "uni2-h": 681.4, "h-optimus-0": 1134.8, "virchow2": 631.2,
                       "medicalnet-resnet10": 14.4}
-LARGE = ["uni", "uni2-h", "h-optimus-0", "virchow2", "resnet50-trunc", "medicalnet-resnet10", "medicalnet-resnet18"]
+LARGE = ["uni", "uni2-h", "h-optimus-0", "virchow2", "h0-mini", "resnet50-trunc", "medicalnet-resnet10",
+         "medicalnet-resnet18"]
 
 
 @pytest.mark.parametrize("name", LARGE)
@@ -28,13 +29,28 @@ def test_meta_architecture_matches_the_stored_key_list(name: str) -> None:
         assert params / 1e6 == pytest.approx(PUBLISHED_PARAMS_M[name], abs=0.1)
 
 
-@pytest.mark.parametrize("name", ["uni", "virchow2", "resnet50-trunc", "medicalnet-resnet10"])
+@pytest.mark.parametrize("name", ["uni", "virchow2", "h0-mini", "resnet50-trunc", "medicalnet-resnet10"])
 def test_meta_forward_gives_the_declared_output_size(name: str) -> None:
     spec = get_spec(name)
     model = build_meta(name)
     shape = (1, 3, 16, 32, 32) if spec.modality == "mri" else (2, 3, spec.input_size, spec.input_size)
     out = model(torch.empty(shape, device="meta"))
     assert out.shape[-1] == spec.dim
+
+
+def test_h0_mini_is_a_distilled_vit_b14_with_registers_and_swiglu() -> None:
+    """H0-mini (bioptimus): ViT-B/14, 4 registers, SwiGLU MLP (fc1 packs two 2048-wide halves), ~86 M parameters;
+    the embedding is cat(class token, mean of the 256 patch tokens) = 1536."""
+    shapes = stored_key_shapes("h0-mini")
+    assert shapes["reg_token"] == [1, 4, 768] and shapes["patch_embed.proj.weight"] == [768, 3, 14, 14]
+    assert shapes["blocks.11.mlp.fc1.weight"] == [4096, 768] and shapes["blocks.11.mlp.fc2.weight"] == [768, 2048]
+    assert "blocks.12.norm1.weight" not in shapes and "head.weight" not in shapes
+    assert sum(math.prod(s) for s in shapes.values()) / 1e6 == pytest.approx(86, abs=0.5)
+    from chimera_surv.encoders.pathology import _class_and_mean_patch
+
+    tokens = torch.arange(2 * 261 * 3, dtype=torch.float32).reshape(2, 261, 3)
+    pooled = _class_and_mean_patch(tokens)
+    assert torch.equal(pooled[:, 3:], tokens[:, 5:].mean(1))  # registers excluded from the mean
 
 
 def test_a_changed_architecture_is_caught() -> None:

@@ -409,3 +409,25 @@ def test_broken_bundle_json_and_memory_errors_name_the_real_cause(trained, tmp_p
     _, log, result = run_task(trained["cases"][3], trained["model"], tmp_path / "b", caplog, 3)
     assert "wsi" not in result["provenance"]
     assert_degraded(log, '"stage": "wsi"', "MB)", "MemoryError: out of memory")
+# --- deadline (issue 12): a deliberately tiny deadline ends in time with a prefix bag and a DEGRADED line ---
+def test_a_tiny_deadline_keeps_a_prefix_bag_and_says_so(trained, tmp_path, caplog, monkeypatch):
+    import time
+
+    from chimera_surv.deadline import set_case_deadline
+
+    monkeypatch.setenv("CHIMERA_PATCH_RATE", "0.5")  # a fixed, very slow rate: the plan keeps one batch
+    out = tmp_path / "out"
+    started = time.monotonic()
+    try:
+        with caplog.at_level("INFO"):
+            assert inference.main(["--input", str(trained["cases"][1]), "--output", str(out), "--model",
+                                   str(trained["model"]), "--deadline", "30"]) == 0
+    finally:
+        set_case_deadline(None)
+    assert time.monotonic() - started < 30
+    assert "DEVICE {" in caplog.text and "DEADLINE {" in caplog.text
+    extract = json.loads(caplog.text.split("EXTRACT ", 1)[1].splitlines()[0])
+    assert 0 < extract["done"] < extract["total"] and extract["stopped"] == "planned"
+    assert '"stage": "wsi"' in caplog.text and "deadline:" in caplog.text
+    result = json.loads(caplog.text.split("RESULT ", 1)[1].splitlines()[0])
+    assert "wsi" in result["provenance"] and math.isfinite(result["value"])

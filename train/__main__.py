@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from train.config import ConfigError, config_hash, load_config, resolve_path
+from train.extract import shard as _shard
+from train.extract import wait_for_shards
 
 STEPS = ("extract", "fit", "cv", "export", "report", "audit")
 MODALITY_ORDER = ("wsi", "mri", "clinical", "rna")
@@ -209,7 +211,14 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     steps = list(STEPS) if "all" in args.steps else [s for s in STEPS if s in args.steps]
     run = Run(config)
+    rank, world, _ = _shard()
+    if world > 1 and rank != 0:  # torchrun: every rank extracts its share; the later steps run once, on rank 0
+        steps = [s for s in steps if s == "extract"]
+    gathered = not (world > 1 and "extract" in steps)
     for step in steps:
+        if step != "extract" and not gathered:  # rank 0 waits for every shard's manifest (files, no collective)
+            wait_for_shards(run.work, world)
+            gathered = True
         started = time.perf_counter()
         getattr(run, step)()
         log.info("step %s done in %.1f s", step, time.perf_counter() - started)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from chimera_surv.device import autocast_dtype, device_capability
 from chimera_surv.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class EncoderSpec:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     input_size: int = 224  # patches are resized to this; 0 = any size (fully convolutional + global pooling)
-    precision: str = "fp16"  # autocast dtype on CUDA; CPU always runs fp32
+    precision: str = "fp16"  # "fp32" or half ("fp16"/"bf16": device.autocast_dtype picks by GPU); CPU fp32
     seeded: bool = False  # may be built from a fixed seed without a weight file (test encoder only)
     strip_prefixes: tuple[str, ...] = ("module.",)  # removed from checkpoint keys (DataParallel, wrappers)
     ignore_prefixes: tuple[str, ...] = ()  # checkpoint keys the truncated architecture does not use
@@ -96,7 +97,8 @@ class PatchEncoder(nn.Module):
 
     @torch.inference_mode()
     def embed(self, patches: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) → float32 (B, dim); bf16/fp16 autocast + channels_last on CUDA, fp32 on CPU."""
+        """uint8 (B, 3, H, W) → float32 (B, dim); on CUDA channels_last and autocast in the dtype
+        `device.autocast_dtype` picks (bf16 on Ampere+, fp16 before; fp32 entries stay fp32); fp32 on CPU."""
         device = self.mean.device
         x = patches.to(device, non_blocking=True).float().div_(255.0)
         if self.spec.input_size and (x.shape[-1] != self.spec.input_size or x.shape[-2] != self.spec.input_size):
@@ -105,8 +107,8 @@ class PatchEncoder(nn.Module):
         x = (x - self.mean) / self.std
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-            dtype = torch.bfloat16 if self.spec.precision == "bf16" else torch.float16
-            if self.spec.precision == "fp32":
+            dtype = autocast_dtype(self.spec.precision, device_capability(device))
+            if dtype is None:
                 return self(x).float()
             with torch.autocast("cuda", dtype=dtype):
                 return self(x).float()

@@ -73,6 +73,21 @@ def build_virchow2() -> PatchEncoder:
     return PatchEncoder(build_virchow2.spec, trunk, pool=_class_and_mean_patch)
 
 
+@register_encoder(EncoderSpec(
+    name="h0-mini", modality="pathology", dim=1536, weight_files=HF_FILES, mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
+    precision="fp16", t4_patches_per_s=600.0,
+    notes="H0-mini (bioptimus/H0-mini): ViT-B/14 dinov2 distilled from H-optimus-0, 4 registers, SwiGLU; "
+          "class token + mean patch token"))
+def build_h0_mini() -> PatchEncoder:
+    """timm kwargs of the hub config as used by public H0-mini loaders (docs/features.md gives the sources)."""
+    from timm.layers import SwiGLUPacked
+
+    trunk = _timm("vit_base_patch14_reg4_dinov2", img_size=224, init_values=1e-5, num_classes=0, reg_tokens=4,
+                  mlp_ratio=5.33334, global_pool="", dynamic_img_size=True, mlp_layer=SwiGLUPacked,
+                  act_layer=nn.SiLU)
+    return PatchEncoder(build_h0_mini.spec, trunk, pool=_class_and_mean_patch)
+
+
 class _TruncatedResNet(nn.Module):
     """ResNet-50 through layer3, average-pooled: the 1024-d ImageNet baseline of CLAM-style pipelines."""
 
