@@ -24,12 +24,14 @@ from chimera_surv.encoders import get_spec, load_encoder
 from chimera_surv.patches import PatchBatches, SlideGrid, plan_blocks
 from chimera_surv.readers.slide import (
     DEFAULT_ASSUMED_MPP,
+    WSI,
     SlideError,
     TissueMask,
     estimate_tissue_mask,
     open_slide,
     read_tissue_mask,
 )
+from chimera_surv.stain import STAIN_NORMS, PatchStain, fit_slide_stain
 from chimera_surv.tiling import (
     DEFAULT_TIME_BUDGET_S,
     PatchGrid,
@@ -71,6 +73,10 @@ class FeatureRecipe:
     weights: str = "file"
     mask_fallback: str = "threshold"  # when the mask is missing/misaligned: "threshold" tissue estimate or "skip"
     scaled_decode: bool = True
+    # stain (chimera_surv/stain.py): per-slide normalisation ("none" | "macenko", fitted on the slide itself) and
+    # HED jitter sigma for training extraction (export writes 0: the container never jitters)
+    stain_norm: str = "none"
+    stain_jitter: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +97,9 @@ class FeatureRecipe:
             data.pop(speed_only)
         if not self.scaled_decode:  # every backend then gives the same pixels
             data.pop("backend")
+        for stain_field, off in (("stain_norm", "none"), ("stain_jitter", 0.0)):  # keys of older recipes unchanged
+            if data[stain_field] == off:
+                data.pop(stain_field)
         data["code_version"] = FEATURES_CODE_VERSION
         return data
 
@@ -137,6 +146,7 @@ class _Prepared:
     mpp: tuple[float, float]
     mask_source: str
     tile: int = 256
+    stain: PatchStain | None = None
 
 
 def _prepare_slide(slide: SlideInput, recipe: FeatureRecipe, issues: list[str]) -> _Prepared | None:
@@ -175,7 +185,24 @@ def _prepare_slide(slide: SlideInput, recipe: FeatureRecipe, issues: list[str]) 
         grid = tissue_grid(wsi, mask, recipe.target_mpp, recipe.patch_size, recipe.min_tissue)
         if len(grid) == 0:
             issues.append(f"{label}: no tissue patches (mask tissue fraction {mask.fraction:.3f})")
-        return _Prepared(slide, grid, wsi.mpp, mask.source, wsi.tile_size(grid.level))
+        stain = _slide_stain(wsi, mask, recipe, label, issues) if len(grid) else None
+        return _Prepared(slide, grid, wsi.mpp, mask.source, wsi.tile_size(grid.level), stain)
+
+
+def _slide_stain(wsi: WSI, mask: TissueMask, recipe: FeatureRecipe, label: str, issues: list[str]
+                 ) -> PatchStain | None:
+    """The slide's stain transform (stain.py): its own Macenko estimate and/or the training jitter."""
+    if recipe.stain_norm not in STAIN_NORMS:
+        raise ValueError(f"stain_norm must be one of {STAIN_NORMS}, got {recipe.stain_norm!r}")
+    fitted = None
+    if recipe.stain_norm == "macenko":
+        try:
+            fitted = fit_slide_stain(wsi, mask.tissue)
+        except (ValueError, SlideError, np.linalg.LinAlgError) as error:
+            issues.append(f"{label}: stain normalisation skipped ({error})")
+    if fitted is None and recipe.stain_jitter <= 0:
+        return None
+    return PatchStain(fitted, recipe.stain_jitter)
 
 
 def _slide_cache_path(cache_dir: Path, recipe: FeatureRecipe, prepared: _Prepared, cap: int | None) -> Path:
@@ -207,15 +234,23 @@ def _save_cached(path: Path, features: np.ndarray, coords: np.ndarray, skipped: 
     tmp.replace(path)
 
 
-def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: FeatureRecipe
-                 ) -> tuple[np.ndarray, list[int]]:
-    """Features (N_total, D) in global patch order for the grids in `items`, and the skipped global indices."""
+def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: FeatureRecipe,
+                 stains: dict[int, PatchStain] | None = None) -> tuple[np.ndarray, list[int]]:
+    """Features (N_total, D) in global patch order for the grids in `items`, and the skipped global indices.
+
+    `stains` (slide index → transform) recolours a slide's patches before encoding; a batch holds one slide."""
     total = sum(len(item.grid) for item in items)
     dim = encoder.spec.dim
     features = np.zeros((total, dim), dtype=np.float32)
     batches = PatchBatches(plan_blocks(items, scaled_decode=recipe.scaled_decode), batch_size=recipe.batch_size, num_workers=recipe.num_workers,
                            backend=recipe.backend, pin_memory=torch.cuda.is_available())
+    starts = [(item.start, item.start + len(item.grid), item.slide) for item in items]
     for indices, patches in batches:
+        if stains:
+            lo, slide = next((lo, k) for lo, hi, k in starts if lo <= int(indices[0]) < hi)
+            if slide in stains:
+                nhwc = stains[slide](patches.permute(0, 2, 3, 1).numpy(), slide, indices.numpy() - lo)
+                patches = torch.from_numpy(np.ascontiguousarray(nhwc)).permute(0, 3, 1, 2)
         out = encoder.embed(patches).cpu().numpy()
         features[indices.numpy()] = out
     return features, sorted(batches.skipped)
@@ -259,7 +294,8 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
         for p, _, _ in pending:
             items.append(SlideGrid(p.slide.index, p.slide.wsi, p.mpp, p.grid, start, p.tile))
             start += len(p.grid)
-        features_all, skipped = encode_grids(items, encoder, recipe)
+        stains = {p.slide.index: p.stain for p, _, _ in pending if p.stain is not None}
+        features_all, skipped = encode_grids(items, encoder, recipe, stains)
         for item, (p, cap, path) in zip(items, pending):
             span = np.arange(item.start, item.start + len(item.grid))
             ok = ~np.isin(span, skipped)

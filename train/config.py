@@ -28,13 +28,13 @@ DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "work_dir": "runs/default",
     "out": None,  # the bundle folder; default model/<task name>
-    "preprocess": {"rna": {"log1p": True, "zscore": True, "top_var": None, "pca": None},
+    "preprocess": {"rna": {"log1p": True, "zscore": True, "top_var": None, "pca": None, "within_sample": "none"},
                    "mri": {}, "clinical": {}},
     "protocol": {"folds": 5, "repeats": 1, "inner_val": 0.2, "cohort_holdout": True, "bootstrap": 500,
                  "members": 5},
     "train": {"epochs": 60, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "patience": 15,
               "min_epochs": 5, "max_patches": 256, "modality_dropout": {}, "grad_clip": 5.0,
-              "loss": None},
+              "loss": None, "bag_augment": {}},  # bag_augment: train/augment.py (shift, scale, noise, drop)
     "model": {},  # the exported architecture (encoders, fusion, head); empty = train/networks.py defaults
     "compare": {},  # name → network config, evaluated on the same folds as `model`
     "calibration": None,  # default km_quantile (survival) / platt (Task 2)
