@@ -125,3 +125,21 @@ def test_a_patients_output_is_the_same_alone_or_among_others(tmp_path):
     alone = [load_bundle(path).predict(c).value for c in cohort]
     assert forward == backward == alone
     assert len(set(forward)) > 1 and all(np.isfinite(forward))
+
+
+def test_collate_augments_training_bags_only_when_asked():
+    from train.data import CohortArrays, Encoded
+    from train.fit import collate
+
+    rng = np.random.default_rng(0)
+    bags = [rng.normal(size=(10, 4)).astype(np.float32) for _ in range(3)]
+    data = CohortArrays(case_ids=["a", "b", "c"], cohorts=["A"] * 3, time=np.array([5.0, 9.0, 20.0]),
+                        event=np.array([1, 0, 1]), label=np.full(3, -1), modalities=["wsi"], bags=bags)
+    enc = Encoded(vectors={}, present={"wsi": np.ones(3, bool)}, bags=bags, dims={"wsi": 4}, preprocessing={})
+    plain, _ = collate(enc, data, [0, 1, 2], ["wsi"], np.random.default_rng(1), None)
+    again, _ = collate(enc, data, [0, 1, 2], ["wsi"], np.random.default_rng(1), None, None, {})
+    assert torch.equal(plain["wsi"], again["wsi"]) and torch.equal(plain["wsi"][0], torch.from_numpy(bags[0]))
+    strengths = check_bag_augment({"shift": 0.5})
+    moved, _ = collate(enc, data, [0, 1, 2], ["wsi"], np.random.default_rng(1), None, None, strengths)
+    evaluated, _ = collate(enc, data, [0, 1, 2], ["wsi"], None, None, None, strengths)  # no rng: evaluation
+    assert not torch.allclose(moved["wsi"], plain["wsi"]) and torch.equal(evaluated["wsi"], plain["wsi"])
