@@ -134,3 +134,13 @@ def test_site_rendering_defaults_are_byte_identical_and_effects_are_visible():
     high = lambda a: np.abs(np.diff(a.astype(float), axis=1)).mean()
     assert high(blurred) < 0.7 * high(clean)
     assert 0 < np.abs(jpeg.astype(int) - clean.astype(int)).mean() < 10
+
+
+def test_make_cases_site_option_parses_cohort_effect_and_strength():
+    from chimera_surv.make_cases import build_parser
+
+    args = build_parser().parse_args(["--layout", "training", "--task", "3", "--out", "/tmp/x",
+                                      "--site", "B=all:0.5", "A=stain"])
+    sites = dict(args.site)
+    assert sites["A"] == synthetic.site_effects("stain")
+    assert sites["B"] == synthetic.site_effects("all", 0.5) and sites["B"].blur_um == pytest.approx(0.3)
