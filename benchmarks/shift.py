@@ -19,7 +19,8 @@ cohort. Mitigations (each alone and all together), all single-patient safe:
 Every configuration trains on the same rows (the clean patients plus K copies; the copies are identical where no
 augmentation applies), so the ridge penalty means the same thing in every row of the table.
 `recovered_fraction` = (C[all effects, all mitigations] - C[all effects, none]) / (C[clean, none] - C[all effects,
-none]), the mean over seeds; `clean_change` = C[clean, all mitigations] - C[clean, none].
+none]) on the means over seeds (a seed that lost nothing has no fraction of its own; leaving it out would flatter
+the result); `clean_change` = C[clean, all mitigations] - C[clean, none], mean over seeds.
 """
 
 from __future__ import annotations
@@ -261,6 +262,8 @@ def summarise(runs: list[dict]) -> dict:
                          "clean_change": round(c["all"]["none"] - c["none"]["none"], 4)})
     lost = mean["none"]["none"] - mean["none"]["all"]
     gained = mean["all"]["all"] - mean["none"]["all"]
+    # per-seed fractions are undefined where a seed lost nothing; dropping those seeds would flatter the mean, so
+    # the headline is the ratio of the seed means (every seed counts), the per-seed mean is reported beside it
     fractions = [p["recovered_fraction"] for p in per_seed if p["recovered_fraction"] is not None]
     per_effect = {}
     for effect in EFFECTS[1:]:
@@ -269,13 +272,13 @@ def summarise(runs: list[dict]) -> dict:
             (m for m in MITIGATIONS if m not in ("none", "all")), key=lambda m: mean[m][effect]),
             "gained_all": round(mean["all"][effect] - mean["none"][effect], 4)}
     return {
-        "recovered_fraction": round(float(np.mean(fractions)), 4) if fractions else None,
-        "recovered_fraction_of_means": round(gained / lost, 4) if lost > 0 else None,
+        "recovered_fraction": round(gained / lost, 4) if lost > 0 else None,
+        "recovered_fraction_per_seed_mean": round(float(np.mean(fractions)), 4) if fractions else None,
+        "seeds_with_a_loss": len(fractions),
         "clean_change": round(mean["all"]["none"] - mean["none"]["none"], 4),
         "lost_to_all_effects": round(lost, 4),
         "targets": {"recovered_fraction_min": 0.5, "clean_change_min": -0.01},
-        "targets_met": bool(fractions and np.mean(fractions) >= 0.5
-                            and mean["all"]["none"] - mean["none"]["none"] >= -0.01),
+        "targets_met": bool(lost > 0 and gained / lost >= 0.5 and mean["all"]["none"] - mean["none"]["none"] >= -0.01),
         "mean_c_index": mean,
         "per_effect": per_effect,
         "per_seed": per_seed,
@@ -294,8 +297,9 @@ def markdown(result: dict) -> str:
         lines.append(f"| {m} | " + " | ".join(f"{row[e]:.3f}" for e in EFFECTS) + " |")
     lines += [
         "", f"- C-index lost to all effects together (no mitigation): {s['lost_to_all_effects']:.3f}",
-        (f"- recovered fraction with all mitigations (mean over seeds): {s['recovered_fraction']}"
-        f" (of the seed means: {s['recovered_fraction_of_means']}); target >= 0.5"),
+        (f"- recovered fraction with all mitigations (mean gain / mean loss over the seeds): {s['recovered_fraction']};"
+         f" target >= 0.5 (mean of the per-seed fractions: {s['recovered_fraction_per_seed_mean']}, over the "
+         f"{s['seeds_with_a_loss']} seeds that lost C-index)"),
         f"- clean-cohort change with all mitigations: {s['clean_change']:+.3f}; target >= -0.01",
         f"- targets met: {s['targets_met']}", "", ("| effect | C lost (no mitigation) | C gained (all mitigations) "
         "| best single mitigation |"), "|---|---|---|---|"]
