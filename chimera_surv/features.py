@@ -25,12 +25,14 @@ from chimera_surv.encoders import get_spec, load_encoder
 from chimera_surv.patches import BLOCK_PIXELS, PatchBatches, SlideGrid, plan_blocks, progressive_blocks
 from chimera_surv.readers.slide import (
     DEFAULT_ASSUMED_MPP,
+    WSI,
     SlideError,
     TissueMask,
     estimate_tissue_mask,
     open_slide,
     read_tissue_mask,
 )
+from chimera_surv.stain import STAIN_NORMS, PatchStain, fit_slide_stain
 from chimera_surv.tiling import (
     DEFAULT_TIME_BUDGET_S,
     PatchGrid,
@@ -73,6 +75,10 @@ class FeatureRecipe:
     weights: str = "file"
     mask_fallback: str = "threshold"  # when the mask is missing/misaligned: "threshold" tissue estimate or "skip"
     scaled_decode: bool = True
+    # stain (chimera_surv/stain.py): per-slide normalisation ("none" | "macenko", fitted on the slide itself) and
+    # HED jitter sigma for training extraction (export writes 0: the container never jitters)
+    stain_norm: str = "none"
+    stain_jitter: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +99,9 @@ class FeatureRecipe:
             data.pop(speed_only)
         if not self.scaled_decode:  # every backend then gives the same pixels
             data.pop("backend")
+        for stain_field, off in (("stain_norm", "none"), ("stain_jitter", 0.0)):  # keys of older recipes unchanged
+            if data[stain_field] == off:
+                data.pop(stain_field)
         data["code_version"] = FEATURES_CODE_VERSION
         return data
 
@@ -139,6 +148,7 @@ class _Prepared:
     mpp: tuple[float, float]
     mask_source: str
     tile: int = 256
+    stain: PatchStain | None = None
 
 
 def _prepare_slide(slide: SlideInput, recipe: FeatureRecipe, issues: list[str]) -> _Prepared | None:
@@ -177,7 +187,24 @@ def _prepare_slide(slide: SlideInput, recipe: FeatureRecipe, issues: list[str]) 
         grid = tissue_grid(wsi, mask, recipe.target_mpp, recipe.patch_size, recipe.min_tissue)
         if len(grid) == 0:
             issues.append(f"{label}: no tissue patches (mask tissue fraction {mask.fraction:.3f})")
-        return _Prepared(slide, grid, wsi.mpp, mask.source, wsi.tile_size(grid.level))
+        stain = _slide_stain(wsi, mask, recipe, label, issues) if len(grid) else None
+        return _Prepared(slide, grid, wsi.mpp, mask.source, wsi.tile_size(grid.level), stain)
+
+
+def _slide_stain(wsi: WSI, mask: TissueMask, recipe: FeatureRecipe, label: str, issues: list[str]
+                 ) -> PatchStain | None:
+    """The slide's stain transform (stain.py): its own Macenko estimate and/or the training jitter."""
+    if recipe.stain_norm not in STAIN_NORMS:
+        raise ValueError(f"stain_norm must be one of {STAIN_NORMS}, got {recipe.stain_norm!r}")
+    fitted = None
+    if recipe.stain_norm == "macenko":
+        try:
+            fitted = fit_slide_stain(wsi, mask.tissue)
+        except (ValueError, SlideError, np.linalg.LinAlgError) as error:
+            issues.append(f"{label}: stain normalisation skipped ({error})")
+    if fitted is None and recipe.stain_jitter <= 0:
+        return None
+    return PatchStain(fitted, recipe.stain_jitter)
 
 
 def _slide_cache_path(cache_dir: Path, recipe: FeatureRecipe, prepared: _Prepared, cap: int | None) -> Path:
@@ -218,15 +245,27 @@ def _block_pixels(grid: PatchGrid, per_side: int = 8) -> int:
     return int(min(BLOCK_PIXELS, max(2 * grid.read_size, extent // per_side)))
 
 
+def _restain(patches: torch.Tensor, indices: torch.Tensor, starts: list[tuple[int, int, int]],
+             stains: dict[int, PatchStain]) -> torch.Tensor:
+    """Recolour a batch (one slide's patches: PatchBatches never mixes slides in a batch) with its slide's
+    stain transform (stain.py: per-slide Macenko and/or HED jitter keyed by the patch index)."""
+    lo, slide = next((lo, k) for lo, hi, k in starts if lo <= int(indices[0]) < hi)
+    if slide not in stains:
+        return patches
+    nhwc = stains[slide](patches.permute(0, 2, 3, 1).numpy(), slide, indices.numpy() - lo)
+    return torch.from_numpy(np.ascontiguousarray(nhwc)).permute(0, 3, 1, 2)
+
+
 def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: FeatureRecipe,
-                 deadline: Deadline | None = None) -> tuple[np.ndarray, list[int], np.ndarray]:
+                 deadline: Deadline | None = None,
+                 stains: dict[int, PatchStain] | None = None) -> tuple[np.ndarray, list[int], np.ndarray]:
     """Features (N_total, D) in global patch order, the skipped global indices, and a bool mask of the encoded ones.
 
     Patches go in the progressive order (`patches.progressive_blocks`), so a deadline stop leaves an evenly spread
     prefix. On CUDA the loader pins batches, the copy is non-blocking, and the result of batch i is copied back
     (non-blocking, then waited on) only after batch i+1 has been queued, so decoding, copies and the encoder
     overlap. Batches are fixed by the block plan, never by timing, so a patch's features do not depend on where
-    the run stops.
+    the run stops. `stains` (slide index → transform) recolours a slide's patches before encoding.
     """
     total = sum(len(item.grid) for item in items)
     dim = encoder.spec.dim
@@ -240,6 +279,7 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
     batches = PatchBatches(blocks, batch_size=recipe.batch_size, num_workers=recipe.num_workers,
                            backend=recipe.backend, pin_memory=cuda)
     clock = ExtractionClock(deadline, total, fixed_rate=env_seconds(RATE_ENV))
+    starts = [(item.start, item.start + len(item.grid), item.slide) for item in items]
     pending: tuple[torch.Tensor, torch.Tensor, Any] | None = None
 
     def finish(job: tuple[torch.Tensor, torch.Tensor, Any]) -> None:
@@ -254,6 +294,8 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
     for indices, patches in batches:
         if clock.should_stop(len(indices), queued=int(pending is not None)):
             break
+        if stains:
+            patches = _restain(patches, indices, starts, stains)
         out = encoder.embed(patches)
         event = None
         if cuda:
@@ -315,7 +357,8 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
         for p, _, _ in pending:
             items.append(SlideGrid(p.slide.index, p.slide.wsi, p.mpp, p.grid, start, p.tile))
             start += len(p.grid)
-        features_all, skipped, encoded = encode_grids(items, encoder, recipe, deadline)
+        stains = {p.slide.index: p.stain for p, _, _ in pending if p.stain is not None}
+        features_all, skipped, encoded = encode_grids(items, encoder, recipe, deadline, stains)
         for item, (p, cap, path) in zip(items, pending):
             span = np.arange(item.start, item.start + len(item.grid))
             ok = encoded[item.start:item.start + len(item.grid)]

@@ -180,9 +180,40 @@ def _categories_per_column(schema: Any) -> Iterable[tuple[str, ...]]:
             yield feature.categories
 
 
+WITHIN_SAMPLE = ("none", "rank", "quantile")
+
+
+def within_sample(matrix: np.ndarray, kind: str) -> np.ndarray:
+    """Each row (one patient) transformed on its own profile only, so nothing depends on other patients.
+
+    Why: a platform's library size and dynamic range (any monotone per-sample distortion) change the values but
+    not their order within a sample; a transform of the order alone removes them for a single patient, where
+    standardising a test patient on itself would remove the signal. `rank`: (average rank - 0.5) / G_finite in
+    (0, 1); `quantile`: the normal scores of those ranks (a within-sample quantile normalisation to N(0, 1)).
+    Non-finite values stay NaN and are left out of the ranking.
+    """
+    if kind not in WITHIN_SAMPLE:
+        raise ValueError(f"within_sample must be one of {WITHIN_SAMPLE}, got {kind!r}")
+    x = np.asarray(matrix, dtype=np.float64)
+    if kind == "none":
+        return x
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    x = np.atleast_2d(np.where(np.isfinite(x), x, np.nan))
+    ranks = rankdata(x, axis=1, nan_policy="omit")
+    count = np.isfinite(x).sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = (ranks - 0.5) / count
+    return ndtri(u) if kind == "quantile" else u
+
+
 class RNANormaliser:
-    """Signed log1p (optional) → the `top_var` most variable genes (optional) → z-score (NaN → training mean)
-    → `pca` components (optional).
+    """Within-sample transform (optional) → signed log1p (optional) → the `top_var` most variable genes (optional)
+    → z-score (NaN → training mean) → `pca` components (optional).
+
+    `within_sample` ("none", "rank", "quantile", see `within_sample`) replaces the values by their order within
+    the patient's own profile; log1p is then skipped (it would only bend a fixed scale).
 
     PCA is a numpy SVD of the training z-scores; components are sign-fixed (largest loading positive) so the
     same data always give the same features. With `zscore=False` values are only imputed, not scaled.
@@ -200,10 +231,14 @@ class RNANormaliser:
         clip: float | None = 10.0,
         top_k: int | None = None,
         n_components: int | None = None,
+        within_sample: str = "none",
     ) -> None:
         """`top_k` / `n_components` are accepted as aliases of `top_var` / `pca` (sklearn-style names)."""
         top_var = top_k if top_var is None else top_var
         pca = n_components if pca is None else pca
+        if within_sample not in WITHIN_SAMPLE:
+            raise ValueError(f"within_sample must be one of {WITHIN_SAMPLE}, got {within_sample!r}")
+        self.within_sample = within_sample
         self.log1p = bool(log1p)
         self.zscore = bool(zscore)
         self.top_var = None if top_var is None else int(top_var)
@@ -220,6 +255,9 @@ class RNANormaliser:
         self.pca_scale: np.ndarray | None = None
 
     def _log(self, x: np.ndarray) -> np.ndarray:
+        """The per-value step on the full gene vector: within-sample order, else signed log1p, else identity."""
+        if self.within_sample != "none":
+            return within_sample(x, self.within_sample)
         return np.sign(x) * np.log1p(np.abs(x)) if self.log1p else x
 
     def fit(self, matrix: np.ndarray, genes: Sequence[str] | None = None) -> RNANormaliser:
@@ -256,7 +294,7 @@ class RNANormaliser:
         return self
 
     def _zscore(self, x: np.ndarray) -> np.ndarray:
-        logged = self._log(x[:, self.selected])
+        logged = self._log(x)[:, self.selected]
         filled = np.where(np.isfinite(logged), logged, self.mean)
         return (filled - self.mean) / self.std if self.zscore else filled
 
@@ -300,6 +338,7 @@ class RNANormaliser:
             "kind": self.kind,
             "version": 1,
             "log1p": self.log1p,
+            "within_sample": self.within_sample,
             "zscore": self.zscore,
             "top_var": self.top_var,
             "pca": self.pca,
@@ -324,6 +363,7 @@ class RNANormaliser:
         _check_kind(data, cls.kind)
         norm = cls(
             log1p=data["log1p"],
+            within_sample=data.get("within_sample", "none"),  # bundles written before the option: none
             zscore=data["zscore"],
             top_var=data["top_var"],
             pca=data["pca"],

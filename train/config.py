@@ -47,6 +47,7 @@ class CohortConfig(_Section):
 class RnaPreprocess(_Section):
     scale: Literal["counts", "log"] = "counts"  # counts: log1p applied; log: already log-transformed (data.py)
     log1p: bool | None = None  # legacy; must agree with `scale` when given
+    within_sample: Literal["none", "rank", "quantile"] = "none"  # single-patient-safe transform (preprocess.py)
     zscore: bool = True
     top_var: int | None = None
     pca: int | None = None
@@ -95,6 +96,7 @@ class TrainSection(_Section):
     average: Literal["none", "swa", "ema"] = "none"
     average_last: int = Field(5, ge=1)
     ema_decay: float = Field(0.8, gt=0, lt=1)
+    bag_augment: dict[Literal["shift", "scale", "noise", "drop"], float] = Field(default_factory=dict)  # augment.py
 
 
 class AuditConfig(_Section):

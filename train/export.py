@@ -56,6 +56,13 @@ def export(ctx: RunContext, members: list[dict[str, Any]], out_dir: Path, recipe
     meta["task"] = task_meta(task)  # predict_cohort reads the kind and the output file from here
     return save_bundle(out_dir, task_id=task.id, modalities=modalities, members=specs,
                        calibration=fit_calibration(ctx, oof), output_kind=task.output_kind,
-                       recipe=recipe if "wsi" in modalities else None,
+                       recipe=_inference_recipe(recipe) if "wsi" in modalities else None,
                        mri_kind=config.get("mri_kind") if "mri" in modalities else None,
                        genes=genes if "rna" in modalities else [], clinical_schema=ctx.schema.to_dict(), meta=meta)
+
+
+def _inference_recipe(recipe: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The recipe the container extracts with: training-only stain jitter removed (stain.py)."""
+    if recipe is None:
+        return None
+    return {k: v for k, v in recipe.items() if k != "stain_jitter"}

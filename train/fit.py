@@ -18,6 +18,7 @@ import torch
 
 from chimera_surv.survival.losses import LOSSES, balanced_pos_weight
 from chimera_surv.survival.metrics import harrell_c
+from train.augment import augment_bag, check_bag_augment
 from train.data import CohortArrays, Encoded
 
 
@@ -43,8 +44,10 @@ def score(survival: bool, data: CohortArrays, idx: list[int], risk: np.ndarray) 
 
 def collate(enc: Encoded, data: CohortArrays, idx: list[int], modalities: list[str],
             rng: np.random.Generator | None = None, max_patches: int | None = None,
-            dropout: dict[str, float] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A padded batch of patients `idx` (+ targets). With `rng`, patches are subsampled and modalities dropped."""
+            dropout: dict[str, float] | None = None, bag_augment: dict[str, float] | None = None
+            ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A padded batch of patients `idx` (+ targets). With `rng`, patches are subsampled and modalities dropped,
+    and bags are augmented when `bag_augment` (train/augment.py) is set."""
     batch: dict[str, torch.Tensor] = {}
     present = {m: enc.present[m][idx].copy() for m in modalities}
     if rng is not None and dropout:
@@ -70,6 +73,8 @@ def collate(enc: Encoded, data: CohortArrays, idx: list[int], modalities: list[s
                     else:  # deterministic evaluation cap: evenly spaced patches
                         keep = np.linspace(0, len(bag) - 1, max_patches).round().astype(int)
                     bag = bag[keep]
+                if rng is not None and bag_augment:
+                    bag = augment_bag(bag, rng, bag_augment)
                 bags.append(bag)
             width = max(1, max(len(b) for b in bags))
             padded = np.zeros((len(idx), width, enc.dims["wsi"]), dtype=np.float32)
@@ -151,6 +156,7 @@ def train_epoch(network: torch.nn.Module, optimiser: torch.optim.Optimizer, loss
     returns the mean training loss (NaN when no batch ran). `after_step()` runs after each optimiser step."""
     network.train()
     batch_size = int(tcfg["batch_size"])
+    bag_augment = check_bag_augment(tcfg.get("bag_augment"))  # train/augment.py; training batches only
     order = rng.permutation(len(train_idx))
     losses = []
     for start in range(0, len(order), batch_size):
@@ -158,7 +164,7 @@ def train_epoch(network: torch.nn.Module, optimiser: torch.optim.Optimizer, loss
         if len(part) < 2:
             continue
         batch, targets = collate(enc, data, part, modalities, rng, tcfg.get("max_patches"),
-                                 tcfg.get("modality_dropout"))
+                                 tcfg.get("modality_dropout"), bag_augment)
         if survival and float(targets["event"].sum()) == 0:
             continue
         loss = loss_fn(network(batch), targets)
