@@ -141,3 +141,12 @@ def test_cv_headline_averages_every_repeat():
     values = [p["value"] for p in row["pooled"]]
     assert values[0] > 0.7 and row["pooled_mean"] == pytest.approx(np.mean(values))
     assert row["pooled_mean"] < values[0]
+
+
+def test_the_report_words_follow_the_stopping_rule():
+    """Under inner_cv the members' held-out fold is unseen, so the report must not call their OOF figure optimistic."""
+    from train.report_html import _oof_caveat, _stopping_words
+
+    holdout, inner = {"ensemble": {"stopping": "holdout"}}, {"ensemble": {"stopping": "inner_cv"}}
+    assert "optimistic" in _oof_caveat(holdout) and "optimistic" not in _oof_caveat(inner)
+    assert "inner split" in _stopping_words(holdout) and "inner cross-validation" in _stopping_words(inner)

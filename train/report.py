@@ -168,7 +168,9 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
     oof = oof_standardised(ctx, members)
     first = ctx.data.event if ctx.survival else ctx.data.label
     ensemble = {"oof_metric": float(_metric_fn(ctx)(first, ctx.data.time, oof)),
-                "members": [{"name": m["name"], "best_epoch": m["best_epoch"]} for m in members]}
+                "members": [{"name": m["name"], "best_epoch": m["best_epoch"]} for m in members],
+                # holdout: a member's own held-out fold also stopped it (optimistic); inner_cv: that fold stays unseen
+                "stopping": ctx.config["train"].get("stopping", "holdout")}
     summary["ensemble"] = ensemble
     summary["model_choice"] = model_choice(ctx, summary)
     made = _figures(ctx, cv, summary, out)

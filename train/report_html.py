@@ -60,11 +60,26 @@ def _choice_rows(summary: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _stopping_words(summary: dict[str, Any]) -> str:
+    """How the number of epochs was chosen (train.stopping), in one sentence."""
+    if summary.get("ensemble", {}).get("stopping") == "inner_cv":
+        return ("The number of epochs was chosen by inner cross-validation of each training fold, then the network "
+                "was refitted on the whole training fold.")
+    return "Early stopping used an inner split of each training fold only."
+
+
+def _oof_caveat(summary: dict[str, Any]) -> str:
+    """Whether the exported members' out-of-fold figure is optimistic (their held-out fold also stopped them)."""
+    if summary.get("ensemble", {}).get("stopping") == "inner_cv":
+        return "that fold was not used to train or stop the member"
+    return "that fold also stopped the member, so this is optimistic and not a validation score"
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     metric = _metric_name(summary)
     lines = ["# Training report", "",
-             (f"Metric: **{metric}**. Early stopping and model selection used an inner split of each training fold "
-              "only; preprocessing was fitted on the training fold only. Differences below ~0.05 are noise at this "
+             (f"Metric: **{metric}**. {_stopping_words(summary)} Model selection and preprocessing used the training "
+              "fold only. Differences below ~0.05 are noise at this "
               "cohort size. Headline numbers average ALL repeats."), "",
              "## Model chosen", ""] + [f"- {k}: {v}" for k, v in _choice_rows(summary)] + [
              "", "## Cross-validation (same folds for every architecture)", "",
@@ -78,8 +93,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines.append("Only one cohort in the data: no cohort-held-out rows.")
     lines += ["", "## Exported ensemble", "",
               (f"Out-of-fold {metric} of the ensemble members (each patient scored by the member that did not "
-               "train on it; that fold also stopped the member, so this is optimistic and not a validation score): "
-               f"{summary['ensemble']['oof_metric']:.3f}."), "",
+               f"train on it; {_oof_caveat(summary)}): {summary['ensemble']['oof_metric']:.3f}."), "",
               "Figures: " + ", ".join(f"`{f}`" for f in summary.get("figures", {}).values())
               + ". The whole report with every figure: `report.html`.", ""]
     return "\n".join(lines)
@@ -110,8 +124,8 @@ def render_html(summary: dict[str, Any], out: Path) -> str:
     metric = _metric_name(summary)
     figures = summary.get("figures", {})
     numbers = summary.get("figure_numbers", {})
-    body = [(f"<p class=\"note\">Metric: <b>{metric}</b>. Preprocessing fitted and early stopping done inside "
-            "each training fold only. Headline numbers average all repeats. Differences below ~0.05 are noise at "
+    body = [(f"<p class=\"note\">Metric: <b>{metric}</b>. Preprocessing fitted inside each training fold only. "
+            f"{_stopping_words(summary)} Headline numbers average all repeats. Differences below ~0.05 are noise at "
             "this cohort size.</p>"),
             "<h2>Model chosen and why</h2>", table(["item", "value"], _choice_rows(summary))]
     candidates = (summary.get("model_choice") or {}).get("candidates") or {}
@@ -124,8 +138,7 @@ def render_html(summary: dict[str, Any], out: Path) -> str:
     body.append(table(["architecture", "split", "n test", metric, "95% CI"], _holdout_rows(summary))
                 if summary["holdout"] else "<p>Only one cohort in the data: no cohort-held-out rows.</p>")
     body.append(f"<h2>Exported ensemble</h2><p>Out-of-fold {metric} of the members: "
-                f"{summary['ensemble']['oof_metric']:.3f} (optimistic: that fold also stopped the member; "
-                "not a validation score).</p>")
+                f"{summary['ensemble']['oof_metric']:.3f} ({_oof_caveat(summary)}).</p>")
     body.append("<h2>Figures</h2>")
     if "logrank_p" in numbers:
         body.append(f"<p>Log-rank test across the three risk groups: p = {numbers['logrank_p']:.3g}.</p>")
