@@ -82,6 +82,7 @@ def test_auto_selects_on_inner_cohorts_of_the_training_part_only(tmp_path):
     assert record["auto"]["chosen"] in record["auto"]["scores"] and 0 <= record["metric"] <= 1
 
 
+_SELECTED: dict[bool, dict] = {}
 OPTIONS = ["ridge", "coxnet", "rsf", "gbsa", "backbone_residual(lambda=0.5)", "ensemble_top3"]
 
 
@@ -91,7 +92,9 @@ def _export(tmp_path, option, name, survival=True):
     from train.protocol import _write_json, fit_classical_members
 
     ctx = _ctx(tmp_path / name, "auto", survival)
-    choice = with_option(select(ctx, "auto", list(range(len(ctx.data))), seed=0), option)
+    if survival not in _SELECTED:  # one inner-CV selection per task kind (same data, same seed) for all options
+        _SELECTED[survival] = select(ctx, "auto", list(range(len(ctx.data))), seed=0)
+    choice = with_option(_SELECTED[survival], option)
     _write_json(ctx.work / "members" / "choice.json", {**choice, "config_hash": ctx.config_hash,
                                                        "arch_config": "auto"})
     members = fit_classical_members(ctx, "auto")
@@ -120,6 +123,9 @@ def test_every_family_bundle_loads_predicts_and_degrades(tmp_path, option):
         kwargs[drop] = None
         part = bundle.predict(ModalityInputs(**kwargs))
         assert np.isfinite(part.value) and drop not in part.used
+    if option not in ("ensemble_top3", "backbone_residual(lambda=0.5)"):  # together they hold every family
+        return
+    _SELECTED.clear()  # the second run selects again from scratch
     again, _ = _export(tmp_path, option, "two")
     for name in ("bundle.json", "weights.safetensors"):
         assert (out / name).read_bytes() == (again / name).read_bytes()
@@ -131,3 +137,37 @@ def test_binary_task_auto_gives_a_probability(tmp_path):
     rng = np.random.default_rng(1)
     prediction = bundle.predict(ModalityInputs(clinical=parse_clinical(_clinical(rng, 0.5), bundle.clinical_schema)))
     assert bundle.output_kind == "probability" and 0 < prediction.value < 1
+
+
+def test_train_cli_with_model_auto_reports_its_choice(tmp_path):
+    """`python -m train` with `model: auto` on a new user's cohort (own schema and genes): CV, members, bundle,
+    and a report that says what auto chose and on which inner scores."""
+    from train.__main__ import main
+
+    rng = np.random.default_rng(3)
+    schema = {"name": "mine", "features": {"ki67": {"type": "numeric"},
+                                           "grade": {"type": "categorical", "categories": ["low", "high"]}},
+              "labels": {"time": "os", "event": "death", "event_true": ["1"]}}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    (tmp_path / "genes.json").write_text(json.dumps(GENES))
+    for k in range(40):
+        z = rng.normal()
+        case = tmp_path / "cohort" / "data" / f"P{k:03d}"
+        case.mkdir(parents=True)
+        (case / f"P{k:03d}_CD.json").write_text(json.dumps(
+            {"ki67": 30 + 15 * z, "grade": "high" if z + rng.normal() > 0 else "low",
+             "os": float(rng.exponential(40 * np.exp(-z)) + 1), "death": int(rng.random() < 0.7)}))
+        (case / f"P{k:03d}_RNA.json").write_text(json.dumps({g: float(np.exp(rng.normal() + z * (i < 3)))
+                                                             for i, g in enumerate(GENES)}))
+    (tmp_path / "config.yaml").write_text(
+        "task: 3\nschema: schema.json\ngenes: genes.json\nmodalities: [clinical, rna]\ncohort: {root: cohort}\n"
+        "work_dir: work\nout: bundle\nprotocol: {folds: 3, repeats: 1, bootstrap: 10, members: 2}\nmodel: auto\n"
+        f"auto: {json.dumps({k: v for k, v in SMALL.items() if k != 'wsi_components'})}\n"
+        "compare: {coxnet: {family: coxnet}}\n")
+    assert main([str(tmp_path / "config.yaml"), "--steps", "fit", "cv", "export", "report"]) == 0
+    report = (tmp_path / "work" / "report" / "report.md").read_text()
+    chosen = json.loads((tmp_path / "work" / "members" / "choice.json").read_text())["chosen"]
+    assert "Automatic model choice" in report and f"**{chosen}**" in report and "| coxnet |" in report
+    bundle = load_bundle(tmp_path / "bundle")
+    record = parse_clinical({"ki67": 60, "grade": "high"}, bundle.clinical_schema)
+    assert np.isfinite(bundle.predict(ModalityInputs(clinical=record)).value)

@@ -256,3 +256,26 @@ def classical_member(ctx: Any, arch: Any, choice: dict[str, Any], split: Any,
               "modalities": mods, "preprocessing": {m: s for m, s in enc.preprocessing.items() if m in mods},
               "best_epoch": 0, "history": [], "config_hash": ctx.config_hash, "auto": _choice_summary(choice)}
     return record, model.arrays()
+
+
+# ------------------------------------------------------------------------------------------------ report
+def auto_report(members: list[dict[str, Any]], cv: list[dict[str, Any]]) -> dict[str, Any]:
+    """The exported choice with its inner scores, and how often each option won inside the CV folds."""
+    folds = [r["auto"]["chosen"] for r in cv if r.get("arch") == "model" and r.get("auto")]
+    return {"exported": members[0]["auto"], "cv_choices": {c: folds.count(c) for c in sorted(set(folds))}}
+
+
+def auto_markdown(section: dict[str, Any]) -> str:
+    exported = section["exported"]
+    inner = ("leave-one-cohort-out" if exported["inner"] == "loco" else "stratified k-fold")
+    lines = ["## Automatic model choice (`model: auto`)", "",
+             (f"Exported: **{exported['chosen']}**, the best mean inner {inner} score over "
+              f"{exported['n_inner_splits']} inner splits of the whole cohort (no reported fold is involved). "
+              "Settings per family: " + ", ".join(f"{k} {v}" for k, v in exported["settings"].items()) + "."), "",
+             "| option | mean inner score |", "|---|---|"]
+    for name, value in sorted(exported["scores"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name}{' (chosen)' if name == exported['chosen'] else ''} | {value:.4f} |")
+    if section.get("cv_choices"):
+        counts = ", ".join(f"{k} × {v}" for k, v in section["cv_choices"].items())
+        lines += ["", f"Inside the CV (each outer training part chose on its own inner splits): {counts}."]
+    return "\n".join(lines) + "\n"

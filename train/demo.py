@@ -34,8 +34,9 @@ def _options(task: int, stream: str) -> Any:
                                    slides_per_case=(1, 2) if task == 1 else None)
 
 
-def train_task(task: int, work: Path, out: Path, n: int, seed: int) -> Path:
-    """Generate the training cohort (once) and run extract → fit → export; returns the bundle folder."""
+def train_task(task: int, work: Path, out: Path, n: int, seed: int, overrides: dict[str, Any] | None = None) -> Path:
+    """Generate the training cohort (once) and run extract → fit → export; returns the bundle folder.
+    `overrides` are merged over the demo config (e.g. a network as `model` instead of `auto`)."""
     from chimera_surv import synthetic
     from chimera_surv.make_cases import write_training_cohort
     from chimera_surv.tasks import TASKS
@@ -50,7 +51,7 @@ def train_task(task: int, work: Path, out: Path, n: int, seed: int) -> Path:
     config = load_config(CONFIG_DIR / f"demo_task{task}.yaml",
                          {"cohort": {"root": str(cohort.resolve())}, "work_dir": str((work / f"work_task{task}").resolve()),
                           "out": str(bundle_dir.resolve()), "encoder_root": str((out / "encoders").resolve()),
-                          "seed": seed})
+                          "seed": seed, **(overrides or {})})
     run = Run(config)
     for step in ("extract", "fit", "export"):
         getattr(run, step)()

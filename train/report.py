@@ -165,6 +165,10 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
     ensemble = {"oof_metric": float(_metric_fn(ctx)(first[idx], ctx.data.time[idx], oof)),
                 "members": [{"name": m["name"], "best_epoch": m["best_epoch"]} for m in members]}
     summary["ensemble"] = ensemble
+    if members and members[0].get("auto"):  # model: auto — what it chose and on which inner scores
+        from train.auto import auto_report
+
+        summary["auto"] = auto_report(members, cv)
     summary["figures"] = _plots(ctx, cv, members, out)
     audit = out / "audit" / "summary.json"  # an earlier `audit` step of the same config: keep its section
     if audit.is_file() and json.loads(audit.read_text()).get("config_hash") == ctx.config_hash:
@@ -178,6 +182,10 @@ def _write(out: Path, summary: dict[str, Any]) -> None:
     from train.audit import markdown as audit_markdown
 
     text = _markdown(summary, summary["ensemble"])
+    if summary.get("auto"):
+        from train.auto import auto_markdown
+
+        text += "\n" + auto_markdown(summary["auto"])
     if summary.get("intershap_audit"):
         text += "\n" + audit_markdown(summary["intershap_audit"])
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=float))
