@@ -158,7 +158,7 @@ def anchors_on_split(df: pd.DataFrame, clinical: list[str], allcols: list[str], 
                               {"alphas": [[a] for a in path.alphas_]}, cv=KFold(3, shuffle=True, random_state=seed),
                               error_score=0.5, n_jobs=1).fit(X[train], y[train])
         out["coxnet"] = c_of(search.best_estimator_.predict(X[test]))
-        rsf = RandomSurvivalForest(n_estimators=200, min_samples_leaf=5, max_features="sqrt", n_jobs=1,
+        rsf = RandomSurvivalForest(n_estimators=100, min_samples_leaf=5, max_features="sqrt", n_jobs=2,
                                    random_state=seed, low_memory=True).fit(X[train], y[train])
         out["rsf"] = c_of(rsf.predict(X[test]))
         gbsa = GradientBoostingSurvivalAnalysis(random_state=seed).fit(X[train], y[train])

@@ -78,3 +78,14 @@ def test_pooled_bag_block_and_model_round_trip():
     broken["p0.pred.coef"] = broken["p0.pred.coef"][:3]
     with pytest.raises(ValueError, match="expects"):
         ClassicalModel.from_parts(model.to_dict(), broken)
+
+
+def test_a_modality_almost_nobody_has_is_left_out_of_the_design():
+    from train.classical import fit_blocks
+
+    rows = {"clinical": X[:20], "rna": RNG.normal(size=(20, 4))}
+    present = {"clinical": np.ones(20, bool), "rna": np.arange(20) == 3}
+    blocks = fit_blocks(rows, present, list(range(20)), ["clinical", "rna"], [], 4)
+    assert [b.modality for b in blocks] == ["clinical"]
+    with pytest.raises(ValueError, match="no training patient"):
+        fit_blocks(rows, present, list(range(20)), ["rna"], [], 4)
