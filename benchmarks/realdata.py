@@ -218,9 +218,19 @@ def run_cohort(name: str, repeats: int | None) -> dict[str, Any]:
     return result
 
 
+GRIDS = ("Project models: `model` = `model: auto` with its defaults (train/auto.py: candidates clinical_ridge, "
+         "ridge (CoxNet l1 0.01, 10 penalties), coxnet (l1 0.5, 8 penalties), rsf (100 trees, leaf 8), gbsa "
+         "(25/50/100 stages, depth 2, lr 0.1); backbone + residual λ ∈ {0, 0.25, 0.5, 1}; top-2/3 ensembles); "
+         "`ridge`, `coxnet`: one family, penalty on inner folds; `clinical_auto`: auto on the clinical columns "
+         "only; `deep_default`: the default network (train/networks.py) with the default training settings. "
+         "Anchors (scikit-survival, fitted here): `coxph_clinical` CoxPH alpha 0.1 on clinical columns; `coxnet` "
+         "l1 0.5, alpha by 3-fold GridSearchCV over a 20-alpha path; `rsf` 100 trees, leaf 5; `gbsa` defaults "
+         "(100 stages, depth 3, lr 0.1); all on all features.")
+
+
 def markdown(doc: dict[str, Any]) -> str:
     lines = ["# Real-data benchmark (SurvSet)", "",
-             f"{doc['protocol']}", "",
+             f"{doc['protocol']}", "", GRIDS, "",
              "| cohort | split | auto | best anchor | auto − best | clinical − CoxPH | chosen (exported) | s |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in doc["cohorts"].items():

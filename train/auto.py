@@ -38,6 +38,7 @@ AUTO_DEFAULTS: dict[str, Any] = {
     "inner_folds": 4,
     "loco": True,
     "loco_min_size": 20,
+    "one_se": 1.0,
     "pools": ["mean", "max", "std"],
     "wsi_components": 16,
 }
@@ -174,9 +175,14 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
             parts = [part(n, 1.0 / k) for n in ranked[:k]]
             folds = inner.fold_scores(survival, data, combined(parts))
             options[f"ensemble_top{k}"] = {"parts": parts, "score": float(np.nanmean(folds)), "fold_scores": folds}
-    chosen = max(options, key=lambda n: options[n]["score"])  # first of equals: single families, then combos
+    best = max(options, key=lambda n: options[n]["score"])
+    tolerance = float(settings["one_se"]) * _standard_error(options[best]["fold_scores"])
+    # The simplest option within one standard error of the best (options are in order of simplicity: single
+    # families in candidate order, the backbone by increasing lambda, then ensembles), so that a difference the
+    # inner folds cannot resolve never buys complexity.
+    chosen = next(n for n in options if options[n]["score"] >= options[best]["score"] - tolerance)
     return {"chosen": chosen, "parts": options[chosen]["parts"], "inner": inner.kind,
-            "n_inner_splits": len(inner.splits),
+            "n_inner_splits": len(inner.splits), "best": best, "tolerance": round(tolerance, 4),
             "scores": {n: round(o["score"], 4) for n, o in options.items()},
             "settings": {n: _family(candidates[n]).grid()[g] for n, (g, _, _) in best_setting.items()},
             "candidates": {n: candidates[n] for n in best_setting},
@@ -186,6 +192,11 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
 def with_option(choice: dict[str, Any], name: str) -> dict[str, Any]:
     """The same selection record with another of its scored options as the choice (tests, ablations)."""
     return {**choice, "chosen": name, "parts": choice["options"][name]}
+
+
+def _standard_error(values: list[float]) -> float:
+    finite = np.asarray([v for v in values if np.isfinite(v)])
+    return float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else 0.0
 
 
 def select(ctx: Any, arch: Any, train: list[int], seed: int) -> dict[str, Any]:
@@ -237,7 +248,8 @@ def run_classical_split(ctx: Any, arch_name: str, arch: Any, split: Any, seed: i
 
 
 def _choice_summary(choice: dict[str, Any]) -> dict[str, Any]:
-    return {k: choice[k] for k in ("chosen", "inner", "n_inner_splits", "scores", "settings")}
+    return {k: choice.get(k) for k in ("chosen", "best", "tolerance", "inner", "n_inner_splits", "scores",
+                                       "settings")}
 
 
 def classical_member(ctx: Any, arch: Any, choice: dict[str, Any], split: Any,
@@ -269,7 +281,8 @@ def auto_markdown(section: dict[str, Any]) -> str:
     exported = section["exported"]
     inner = ("leave-one-cohort-out" if exported["inner"] == "loco" else "stratified k-fold")
     lines = ["## Automatic model choice (`model: auto`)", "",
-             (f"Exported: **{exported['chosen']}**, the best mean inner {inner} score over "
+             (f"Exported: **{exported['chosen']}**, the simplest option within one standard error "
+              f"({exported.get('tolerance')}) of the best mean inner {inner} score ({exported.get('best')}) over "
               f"{exported['n_inner_splits']} inner splits of the whole cohort (no reported fold is involved). "
               "Settings per family: " + ", ".join(f"{k} {v}" for k, v in exported["settings"].items()) + "."), "",
              "| option | mean inner score |", "|---|---|"]
