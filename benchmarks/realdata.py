@@ -133,11 +133,34 @@ def anchor_matrix(df: pd.DataFrame, cols: list[str], train: np.ndarray) -> np.nd
     return np.concatenate(parts, 1)
 
 
+def coxnet_anchor(X: np.ndarray, y: np.ndarray, seed: int) -> Any:
+    """CoxNet (l1 0.5) refitted at the alpha of the best mean C over a 3-fold inner CV along one 20-alpha path.
+
+    Each inner fit runs the whole (warm-started) path: one CoxNet fit per single alpha, the GridSearchCV recipe,
+    took ~100 s per small alpha with 6,283 genes."""
+    from sklearn.model_selection import KFold
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+    from sksurv.metrics import concordance_index_censored
+
+    alphas = CoxnetSurvivalAnalysis(l1_ratio=0.5, alpha_min_ratio=0.01, n_alphas=20).fit(X, y).alphas_
+    scores = np.zeros(len(alphas))
+    for tr, va in KFold(3, shuffle=True, random_state=seed).split(X):
+        model = CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=alphas).fit(X[tr], y[tr])
+        for k in range(model.coef_.shape[1]):
+            risk = X[va] @ model.coef_[:, k]
+            scores[k] += concordance_index_censored(y["event"][va], y["time"][va], risk)[0] / 3
+    best = int(np.argmax(scores[: model.coef_.shape[1]]))
+    return CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=alphas[: best + 1]).fit(X, y)
+
+
+def _coxnet_predict(model: Any, X: np.ndarray) -> np.ndarray:
+    return X @ model.coef_[:, -1]
+
+
 def anchors_on_split(df: pd.DataFrame, clinical: list[str], allcols: list[str], train: np.ndarray,
                      test: np.ndarray, seed: int) -> dict[str, float]:
-    from sklearn.model_selection import GridSearchCV, KFold
     from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
-    from sksurv.linear_model import CoxnetSurvivalAnalysis, CoxPHSurvivalAnalysis
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
     from sksurv.metrics import concordance_index_censored
     from sksurv.util import Surv
 
@@ -153,11 +176,7 @@ def anchors_on_split(df: pd.DataFrame, clinical: list[str], allcols: list[str], 
             Xc = anchor_matrix(df, clinical, train)
             out["coxph_clinical"] = c_of(CoxPHSurvivalAnalysis(alpha=0.1).fit(Xc[train], y[train]).predict(Xc[test]))
         X = anchor_matrix(df, allcols, train)
-        path = CoxnetSurvivalAnalysis(l1_ratio=0.5, alpha_min_ratio=0.01, n_alphas=20).fit(X[train], y[train])
-        search = GridSearchCV(CoxnetSurvivalAnalysis(l1_ratio=0.5, fit_baseline_model=False),
-                              {"alphas": [[a] for a in path.alphas_]}, cv=KFold(3, shuffle=True, random_state=seed),
-                              error_score=0.5, n_jobs=1).fit(X[train], y[train])
-        out["coxnet"] = c_of(search.best_estimator_.predict(X[test]))
+        out["coxnet"] = c_of(_coxnet_predict(coxnet_anchor(X[train], y[train], seed), X[test]))
         rsf = RandomSurvivalForest(n_estimators=100, min_samples_leaf=5, max_features="sqrt", n_jobs=2,
                                    random_state=seed, low_memory=True).fit(X[train], y[train])
         out["rsf"] = c_of(rsf.predict(X[test]))
@@ -224,7 +243,7 @@ GRIDS = ("Project models: `model` = `model: auto` with its defaults (train/auto.
          "`ridge`, `coxnet`: one family, penalty on inner folds; `clinical_auto`: auto on the clinical columns "
          "only; `deep_default`: the default network (train/networks.py) with the default training settings. "
          "Anchors (scikit-survival, fitted here): `coxph_clinical` CoxPH alpha 0.1 on clinical columns; `coxnet` "
-         "l1 0.5, alpha by 3-fold GridSearchCV over a 20-alpha path; `rsf` 100 trees, leaf 5; `gbsa` defaults "
+         "l1 0.5, alpha by 3-fold inner CV along a 20-alpha path (warm-started path fits); `rsf` 100 trees, leaf 5; `gbsa` defaults "
          "(100 stages, depth 3, lr 0.1); all on all features.")
 
 
