@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(REQ_HASH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup browser test test-slow demo cases bench lint clean
+.PHONY: setup browser test test-slow demo cases bench bench-realdata lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: setup
 	$(PYTHON) benchmarks/wsi_throughput.py
 	$(PYTHON) benchmarks/models_cpu.py
 	$(PYTHON) benchmarks/input_guards.py
+
+# SurvSet cohorts through `python -m train` (model: auto) against scikit-survival anchors on the same folds.
+bench-realdata: setup
+	$(PYTHON) benchmarks/realdata.py
 
 lint: setup
 	$(PYTHON) -m ruff check .

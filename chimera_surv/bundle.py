@@ -7,6 +7,9 @@ data (network configs are registry configs, fitted preprocessing is JSON), so it
 schema (embedded, so inference never depends on resources/ matching), the gene list, one entry per ensemble member
 (network config, fitted preprocessing, weight-key prefix, risk standardisation), the calibration and training
 metadata. `weights.safetensors` holds every member's state dict under its prefix, in sorted key order.
+
+A member's `kind` is `network` (a registry-built network; the default, so older bundles load unchanged) or
+`classical` (chimera_surv/classical: design blocks + a linear or tree predictor, arrays under the member's prefix).
 """
 
 from __future__ import annotations
@@ -125,6 +128,38 @@ class Member:
 
 
 @dataclass
+class ClassicalMember:
+    """One fold's classical model (chimera_surv/classical) with its fitted preprocessing and risk standardisation."""
+
+    name: str
+    model: Any  # ClassicalModel
+    input_dims: dict[str, int]
+    preprocessors: dict[str, Any]
+    risk_shift: float = 0.0
+    risk_scale: float = 1.0
+
+    def risk(self, vectors: dict[str, np.ndarray | None], wsi: np.ndarray | None) -> float:
+        """A missing modality (None) enters as its training mean, the documented degraded path."""
+        from chimera_surv.classical import pool_bag
+
+        rows: dict[str, np.ndarray | None] = {}
+        for modality in self.model.modalities:
+            if modality == "wsi":
+                pooled = pool_bag(wsi, self.model.pools) if wsi is not None else None
+                rows["wsi"] = None if pooled is None else pooled[None]
+                continue
+            vector = vectors.get(modality)
+            if vector is not None:
+                vector = np.asarray(vector, dtype=np.float64).reshape(1, -1)
+                if vector.shape[1] != self.input_dims[modality] or not np.isfinite(vector).all():
+                    raise BundleError(f"{modality} vector has shape {vector.shape} or non-finite values; "
+                                      f"the member expects {self.input_dims[modality]} finite values")
+            rows[modality] = vector
+        raw = float(self.model.predict(rows)[0])
+        return (raw - self.risk_shift) / self.risk_scale
+
+
+@dataclass
 class Bundle:
     """A loaded bundle. `predict` averages the members' standardised risks and calibrates the mean."""
 
@@ -135,7 +170,7 @@ class Bundle:
     mri_kind: str | None
     genes: list[str]
     clinical_schema: ClinicalSchema | None
-    members: list[Member]
+    members: list[Member | ClassicalMember]
     calibration: Any
     output_kind: str
     meta: dict[str, Any]
@@ -145,7 +180,7 @@ class Bundle:
         present = self._present(inputs)
         if not present:
             raise NoUsableModality(f"none of the bundle's modalities {self.modalities} is present")
-        risks = [member.risk(self._batch(member, inputs, present)) for member in self.members]
+        risks = [self._member_risk(member, inputs, present) for member in self.members]
         risk = float(np.mean(risks))
         if not math.isfinite(risk):
             raise BundleError(f"non-finite ensemble risk {risks}")
@@ -166,8 +201,21 @@ class Bundle:
             present.add("mri")
         return present
 
+    def _member_risk(self, member: Member | ClassicalMember, inputs: ModalityInputs, present: set[str]) -> float:
+        if isinstance(member, ClassicalMember):
+            return member.risk(self._vectors(member, inputs, present),
+                               inputs.wsi.features if "wsi" in present else None)
+        return member.risk(self._batch(member, inputs, present))
+
     def _batch(self, member: Member, inputs: ModalityInputs, present: set[str]) -> dict[str, torch.Tensor]:
         """Encode each modality with the member's fitted preprocessing into the network's batch dict (B = 1)."""
+        vectors = self._vectors(member, inputs, present)
+        wsi = inputs.wsi.features if "wsi" in present else None
+        return make_batch(member.input_dims, wsi=wsi, vectors=vectors)
+
+    def _vectors(self, member: Member | ClassicalMember, inputs: ModalityInputs,
+                 present: set[str]) -> dict[str, np.ndarray | None]:
+        """Each present vector modality encoded with the member's fitted preprocessing; None when missing."""
         vectors: dict[str, np.ndarray | None] = {"clinical": None, "rna": None, "mri": None}
         if "clinical" in present:
             vectors["clinical"] = encode_clinical_records(member.preprocessors["clinical"], [inputs.clinical])[0]
@@ -178,8 +226,7 @@ class Bundle:
             vectors["rna"] = encode_matrix(member.preprocessors["rna"], values)[0]
         if "mri" in present:
             vectors["mri"] = encode_matrix(member.preprocessors["mri"], np.asarray(inputs.mri).reshape(1, -1))[0]
-        wsi = inputs.wsi.features if "wsi" in present else None
-        return make_batch(member.input_dims, wsi=wsi, vectors=vectors)
+        return vectors
 
 
 def make_batch(dims: dict[str, int], wsi: np.ndarray | None,
@@ -232,6 +279,14 @@ class MemberSpec:
     preprocessing: dict[str, dict[str, Any]]  # modality → fitted transform's to_dict()
     risk_shift: float = 0.0
     risk_scale: float = 1.0
+    kind: str = "network"  # or "classical": network_config is then the ClassicalModel's to_dict()
+
+
+def _tensor(value: Any) -> Any:
+    """A torch tensor, or a numpy array (classical members) made one."""
+    import torch
+
+    return value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
 
 
 def _canonical_json(obj: Any) -> str:
@@ -267,11 +322,17 @@ def save_bundle(out_dir: Path | str, *, task_id: int, modalities: list[str], mem
     for index, spec in enumerate(members):
         prefix = f"m{index}."
         for key in sorted(spec.state_dict):
-            tensors[prefix + key] = spec.state_dict[key].detach().to("cpu").contiguous().clone()
-        member_docs.append({"name": spec.name, "prefix": prefix, "network": spec.network_config,
-                            "input_dims": {m: int(d) for m, d in spec.input_dims.items()},
-                            "preprocessing": spec.preprocessing, "risk_shift": float(spec.risk_shift),
-                            "risk_scale": float(spec.risk_scale)})
+            tensors[prefix + key] = _tensor(spec.state_dict[key]).detach().to("cpu").contiguous().clone()
+        doc = {"name": spec.name, "prefix": prefix, "network": spec.network_config,
+               "input_dims": {m: int(d) for m, d in spec.input_dims.items()},
+               "preprocessing": spec.preprocessing, "risk_shift": float(spec.risk_shift),
+               "risk_scale": float(spec.risk_scale)}
+        if spec.kind == "classical":
+            doc = {"name": spec.name, "kind": "classical", "prefix": prefix, "model": spec.network_config,
+                   **{k: v for k, v in doc.items() if k not in ("name", "prefix", "network")}}
+        elif spec.kind != "network":
+            raise BundleError(f"unknown member kind '{spec.kind}'")
+        member_docs.append(doc)
     ordered = {key: tensors[key] for key in sorted(tensors)}
     # One metadata key only: safetensors serialises its metadata map in hash order, so two keys can swap.
     weight_bytes = safetensors_bytes(ordered, metadata={"format": "pt"})
@@ -374,6 +435,18 @@ def load_bundle(model_dir: Path | str, task: Any = None) -> Bundle | None:
         raise BundleError(f"bundle {path} cannot be rebuilt: {describe(err)}") from err
 
 
+def _classical_member(entry: dict[str, Any], state: dict[str, Any]) -> ClassicalMember:
+    from chimera_surv.classical import ClassicalModel
+
+    arrays = {key: value.numpy() for key, value in state.items()}
+    model = ClassicalModel.from_parts(entry["model"], arrays)
+    preprocessors = {m: _restore_preprocessor(m, s) for m, s in entry["preprocessing"].items()}
+    return ClassicalMember(name=entry["name"], model=model,
+                           input_dims={m: int(d) for m, d in entry["input_dims"].items()},
+                           preprocessors=preprocessors, risk_shift=float(entry["risk_shift"]),
+                           risk_scale=float(entry["risk_scale"]))
+
+
 def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
     from safetensors.torch import load as safetensors_load
 
@@ -384,6 +457,12 @@ def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
     for entry in doc["members"]:
         prefix = entry["prefix"]
         state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        kind = entry.get("kind", "network")
+        if kind == "classical":
+            members.append(_classical_member(entry, state))
+            continue
+        if kind != "network":
+            raise BundleError(f"member {entry['name']}: unknown kind '{kind}'")
         network = build_network(entry["network"])
         missing, unexpected = network.load_state_dict(state, strict=False)
         if missing or unexpected:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import openslide
 import pytest
+import yaml
 
 import inference
 from chimera_surv.tasks import TASKS
@@ -33,7 +34,9 @@ def trained(tmp_path_factory) -> dict:
     model = root / "model"
     cases = {}
     for task, n in ((3, 36), (1, 30)):
-        demo.train_task(task, root / "work", model, n, seed=0)
+        # The demo's former default network (its `compare.deep`): bundles that read every modality.
+        deep = yaml.safe_load((demo.CONFIG_DIR / f"demo_task{task}.yaml").read_text())["compare"]["deep"]
+        demo.train_task(task, root / "work", model, n, seed=0, overrides={"model": deep})
         # Slides big enough for tissue patches at 0.5 µm/px; Task 1 with two slides.
         options = dataclasses.replace(demo._options(task, "test"), wsi_size=(2048, 1536),
                                       slides_per_case=(2,) if task == 1 else None)
@@ -93,6 +96,25 @@ def test_clean_cases_use_every_modality(trained, tmp_path, caplog):
         result = json.loads(log.split("RESULT", 1)[1].splitlines()[0])
         assert result["provenance"].startswith(f"bundle:{TASKS[task].name}")
         assert set(expected.split("+")) == set(result["provenance"].split("[")[1].rstrip("]").split("+"))
+
+
+def test_auto_bundle_runs_through_inference_and_degrades(trained, tmp_path, caplog):
+    """The demo default (`model: auto`, classical members) through inference.py: a clean case and one whose slide
+    is unreadable both give a finite bundle prediction."""
+    from train import demo
+
+    model = tmp_path / "model-auto"
+    demo.train_task(3, trained["root"] / "work", model, 36, seed=0)
+    doc = json.loads((model / TASKS[3].name / "bundle.json").read_text())
+    assert {m["kind"] for m in doc["members"]} == {"classical"} and doc["meta"]["auto"]["chosen"]
+    auto = {**trained, "model": model}
+    clean, log = run(trained["cases"][3], auto, tmp_path / "clean", caplog)
+    assert "bundle:nmibc-recurrence[" in log and np.isfinite(clean)
+    case = copy_case(trained, 3, tmp_path)
+    for slide in case.rglob("*.tif"):
+        slide.write_bytes(b"not a tiff")
+    broken, log = run(case, auto, tmp_path, caplog)
+    assert np.isfinite(broken) and "bundle:nmibc-recurrence[" in log
 
 
 def test_missing_inputs_json(trained, tmp_path, caplog):

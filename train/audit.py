@@ -176,6 +176,14 @@ def run_member_audits(ctx: RunContext, members: list[dict[str, Any]], report_dir
     from tqdm import tqdm
 
     out_dir = report_dir / "audit"
+    if any(r.get("kind", "network") != "network" for r in members):
+        # Classical members (model: auto) have no modality embeddings to mask: the audit explains networks.
+        note = {"skipped": "the exported members are classical models "
+                "(model: auto); the InterSHAP audit explains networks: set `model:` to a network to audit one"}
+        _write_json(out_dir / "summary.json", note)
+        (out_dir / "summary.md").write_text(f"## InterSHAP audit\n\nSkipped: {note['skipped']}.\n")
+        print(f"audit: skipped ({note['skipped']})")
+        return out_dir / "summary.json"
     settings = audit_settings(ctx.config)
     splits = {s.name: s for s in member_splits(ctx)}
     docs = []

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -130,13 +130,26 @@ class TrainConfig(_Section):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
     train: TrainSection = Field(default_factory=TrainSection)
-    model: dict[str, Any] = Field(default_factory=dict)  # exported architecture; empty = train/networks.py
+    # `auto` (train/auto.py: classical families + ensembles chosen by nested inner CV), a classical family
+    # `{family: ...}`, or a network architecture (empty = train/networks.py defaults)
+    model: Literal["auto"] | dict[str, Any] = "auto"
+    auto: dict[str, Any] = Field(default_factory=dict)  # overrides of train/auto.py AUTO_DEFAULTS
     compare: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name → architecture, same folds
     calibration: dict[str, Any] | None = None  # default km_quantile (survival) / platt (Task 2)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+
+    @field_validator("auto")
+    @classmethod
+    def _auto_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from train.auto import AUTO_DEFAULTS  # the one list of auto's settings
+
+        unknown = sorted(set(value) - set(AUTO_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} (known: {sorted(AUTO_DEFAULTS)})")
+        return value
 
 
 def _dump(cfg: TrainConfig) -> dict[str, Any]:

@@ -39,9 +39,11 @@ TRAIN_STEPS = ("extract", "fit", "export")
 REPORT_STEPS = ("extract", "fit", "cv", "export", "report")
 
 
-def train_task(task: int, work: Path, out: Path, n: int, seed: int, steps: tuple[str, ...] = TRAIN_STEPS) -> Path:
+def train_task(task: int, work: Path, out: Path, n: int, seed: int, steps: tuple[str, ...] = TRAIN_STEPS,
+               overrides: dict[str, Any] | None = None) -> Path:
     """Generate the training cohort (once) and run `steps` (default extract → fit → export; the demo adds cv and
-    report); returns the bundle folder."""
+    report); returns the bundle folder. `overrides` are merged over the demo config (e.g. a network as `model`
+    instead of `auto`)."""
     from chimera_surv import synthetic
     from chimera_surv.make_cases import write_training_cohort
     from chimera_surv.tasks import TASKS
@@ -56,7 +58,7 @@ def train_task(task: int, work: Path, out: Path, n: int, seed: int, steps: tuple
     config = load_config(CONFIG_DIR / f"demo_task{task}.yaml",
                          {"cohort": {"root": str(cohort.resolve())}, "work_dir": str((work / f"work_task{task}").resolve()),
                           "out": str(bundle_dir.resolve()), "encoder_root": str((out / "encoders").resolve()),
-                          "seed": seed})
+                          "seed": seed, **(overrides or {})})
     run = Run(config)
     for step in steps:
         getattr(run, step)()

@@ -37,7 +37,8 @@ def export(ctx: RunContext, members: list[dict[str, Any]], out_dir: Path, recipe
         raise RuntimeError("some patients have no out-of-fold risk; re-run the fit step")
     specs = [MemberSpec(name=r["name"], network_config=r["network"], input_dims=r["input_dims"],
                         state_dict=member_state(ctx, r), preprocessing=r["preprocessing"],
-                        risk_shift=r["risk_shift"], risk_scale=r["risk_scale"]) for r in members]
+                        risk_shift=r["risk_shift"], risk_scale=r["risk_scale"], kind=r.get("kind", "network"))
+             for r in members]
     modalities = members[0]["modalities"]
     config = ctx.config
     meta = {
@@ -47,6 +48,8 @@ def export(ctx: RunContext, members: list[dict[str, Any]], out_dir: Path, recipe
         "n_patients": len(ctx.data),
         "cohorts": {c: ctx.data.cohorts.count(c) for c in sorted(set(ctx.data.cohorts))},
         "members": [{"name": r["name"], "split": r["split"], "best_epoch": r["best_epoch"]} for r in members],
+        # what `model: auto` chose and the inner scores it chose on (classical members only)
+        **({"auto": members[0]["auto"]} if members[0].get("auto") else {}),
         "train": config["train"],
         "cv_summary": cv_summary or {},
     }

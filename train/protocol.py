@@ -86,6 +86,15 @@ def run_split(ctx: RunContext, arch_name: str, arch: dict[str, Any], split: Spli
     return record, fit.networks[0], enc, net_cfg, dims
 
 
+def evaluate_split(ctx: RunContext, arch_name: str, arch: Any, split: Split, salt: int = 0) -> dict[str, Any]:
+    """A split's record: classical families and `auto` (train/auto.py) or a network (run_split)."""
+    from train.auto import is_classical, run_classical_split
+
+    if is_classical(arch):
+        return run_classical_split(ctx, arch_name, arch, split, _split_seed(ctx.config, split, salt))
+    return run_split(ctx, arch_name, arch, split, salt)[0]
+
+
 def _cached(path: Path, ctx: RunContext, arch: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """A finished split's record when it was made by the same config (and architecture)."""
     if path.is_file():
@@ -127,7 +136,7 @@ def run_cv(ctx: RunContext) -> list[dict[str, Any]]:
         path = ctx.work / "cv" / name / f"{split.name}.json"
         record = _cached(path, ctx, arch)
         if record is None:
-            record = run_split(ctx, name, arch, split)[0]
+            record = evaluate_split(ctx, name, arch, split)
             _write_json(path, record)
         records.append(record)
     return records
@@ -144,7 +153,7 @@ def run_holdout(ctx: RunContext) -> list[dict[str, Any]]:
         path = ctx.work / "holdout" / name / f"{split.name}.json"
         record = _cached(path, ctx, arch)
         if record is None:
-            record = run_split(ctx, name, arch, split, salt=7)[0]
+            record = evaluate_split(ctx, name, arch, split, salt=7)
             _write_json(path, record)
         records.append(record)
     return records
@@ -158,7 +167,11 @@ def member_splits(ctx: RunContext) -> list[Split]:
 def fit_members(ctx: RunContext) -> list[dict[str, Any]]:
     """Train the exported ensemble (resumable per member); each member's weights go to members/<file>.safetensors.
     With `train.seeds: n`, every split gives n members (one per seed, `member<k>s<j>`), averaged like the others."""
+    from train.auto import is_classical
+
     arch = ctx.config["model"]
+    if is_classical(arch):
+        return fit_classical_members(ctx, arch)
     n_seeds = int(ctx.config["train"].get("seeds", 1))
     out = []
     for split in tqdm(member_splits(ctx), desc="fit members", unit="member"):
@@ -177,6 +190,34 @@ def fit_members(ctx: RunContext) -> list[dict[str, Any]]:
 
 def _member_file(split_name: str, seed_index: int) -> str:
     return split_name if seed_index == 0 else f"{split_name}s{seed_index}"
+
+
+def fit_classical_members(ctx: RunContext, arch: Any) -> list[dict[str, Any]]:
+    """`auto`/classical members: one selection by inner CV over the whole cohort (members/choice.json, no
+    member's held-out fold is reported), then the chosen model refitted on each member's training part."""
+    from safetensors.numpy import save_file as save_arrays
+
+    from train.auto import classical_member, select
+
+    choice_path = ctx.work / "members" / "choice.json"
+    choice = _cached(choice_path, ctx, arch)
+    if choice is None:
+        everyone = list(range(len(ctx.data)))
+        choice = {**select(ctx, arch, everyone, int(ctx.config["seed"]) + 20_000), "config_hash": ctx.config_hash,
+                  "arch_config": arch}
+        _write_json(choice_path, choice)
+    out = []
+    for split in tqdm(member_splits(ctx), desc="fit members", unit="member"):
+        path = ctx.work / "members" / f"{split.name}.json"
+        weights = path.with_suffix(".safetensors")
+        record = _cached(path, ctx)
+        if record is None or not weights.is_file():
+            record, arrays = classical_member(ctx, arch, choice, split, _split_seed(ctx.config, split, 50))
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            save_arrays({k: np.ascontiguousarray(v) for k, v in sorted(arrays.items())}, str(weights))
+            _write_json(path, record)
+        out.append(record)
+    return out
 
 
 def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple[list[dict[str, Any]], list[Any]]:

@@ -79,6 +79,16 @@ def model_choice(ctx: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
     candidates = {name: {"pooled_mean": row["pooled_mean"], "fold_mean": row["fold_mean"],
                          "modalities": row["modalities"]} for name, row in summary["architectures"].items()}
     chosen = ctx.config.get("model") or {}
+    auto = (summary.get("auto") or {}).get("exported")
+    if auto:  # model: auto (train/auto.py): the choice was made on inner splits of the whole cohort
+        inner = "leave-one-cohort-out" if auto["inner"] == "loco" else "stratified k-fold"
+        return {"chosen": auto["chosen"], "architecture": chosen,
+                "why": (f"`model: auto` chose {auto['chosen']} on {auto['n_inner_splits']} inner {inner} splits of "
+                        "the whole cohort (no reported fold involved); inner scores: "
+                        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(auto["scores"].items(), key=lambda kv: -kv[1]))),
+                "rule": (f"the simplest option within one standard error ({auto.get('tolerance')}) of the best mean "
+                         f"inner score ({auto.get('best')})"),
+                "candidates": candidates}
     return {"chosen": "model", "architecture": chosen or "train/networks.py defaults",
             "why": "fixed in the config (`model`); the comparison architectures are reported, not selected",
             "rule": None, "candidates": candidates}
@@ -172,6 +182,10 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
                 # holdout: a member's own held-out fold also stopped it (optimistic); inner_cv: that fold stays unseen
                 "stopping": ctx.config["train"].get("stopping", "holdout")}
     summary["ensemble"] = ensemble
+    if members and members[0].get("auto"):  # model: auto — what it chose and on which inner scores
+        from train.auto import auto_report
+
+        summary["auto"] = auto_report(members, cv)
     summary["model_choice"] = model_choice(ctx, summary)
     made = _figures(ctx, cv, summary, out)
     summary["figures"] = made.pop("files")
@@ -202,6 +216,10 @@ def _write(out: Path, summary: dict[str, Any]) -> None:
 
         summary["figures"]["intershap"] = intershap_figure(summary["intershap_audit"], out / "intershap.png")
     text = render_markdown(summary)
+    if summary.get("auto"):
+        from train.auto import auto_markdown
+
+        text += "\n" + auto_markdown(summary["auto"])
     if summary.get("intershap_audit"):
         text += "\n" + audit_markdown(summary["intershap_audit"])
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=float))

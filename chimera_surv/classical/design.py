@@ -1,0 +1,93 @@
+"""Feature design for the classical families: one block per modality, each fitted on training patients only.
+
+A vector modality (clinical, RNA, MRI) enters as its fold-fitted encoding (the same preprocessing the networks
+use); a slide bag enters as attention-free pooled summaries (mean, max, std over patches) reduced by a fold-fitted
+PCA. Every block is then centred and scaled with training statistics, and a missing modality is imputed with the
+training mean (zeros after centring): a documented degraded path, never NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+POOLS = ("mean", "max", "std")
+
+
+def pool_bag(bag: np.ndarray | None, pools: tuple[str, ...] | list[str] = POOLS) -> np.ndarray | None:
+    """(N, D) patch features → (len(pools) * D,) summary; None for an empty or missing bag."""
+    if bag is None or len(bag) == 0:
+        return None
+    bag = np.asarray(bag, dtype=np.float64)
+    parts = {"mean": bag.mean(0), "max": bag.max(0), "std": bag.std(0), "min": bag.min(0)}
+    unknown = [p for p in pools if p not in parts]
+    if unknown:
+        raise ValueError(f"unknown bag pooling {unknown} (known: {sorted(parts)})")
+    return np.concatenate([parts[p] for p in pools])
+
+
+@dataclass
+class DesignBlock:
+    """One modality's columns of the design matrix: optional PCA (slides), then centre/scale."""
+
+    modality: str
+    center: np.ndarray
+    scale: np.ndarray
+    pools: list[str] = field(default_factory=list)  # non-empty for a slide-bag block
+    pca_mean: np.ndarray | None = None
+    pca_components: np.ndarray | None = None  # (k, D)
+
+    @property
+    def width(self) -> int:
+        return int(self.center.shape[0])
+
+    @classmethod
+    def fit(cls, modality: str, rows: np.ndarray, pools: list[str] | None = None,
+            n_components: int | None = None) -> DesignBlock:
+        """Fit on the training rows that have the modality (already pooled for slides)."""
+        rows = np.asarray(rows, dtype=np.float64)
+        pca_mean = pca_components = None
+        if pools:
+            pca_mean = rows.mean(0)
+            k = min(int(n_components or 16), rows.shape[0] - 1, rows.shape[1])
+            if k < 1:
+                raise ValueError("too few training slides for a pooled-bag PCA")
+            _, _, vt = np.linalg.svd(rows - pca_mean, full_matrices=False)
+            # A fixed sign per component (largest |loading| positive) makes the fit deterministic across BLAS.
+            signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(1)])
+            pca_components = vt[:k] * np.where(signs == 0, 1.0, signs)[:, None]
+            rows = (rows - pca_mean) @ pca_components.T
+        center = rows.mean(0)
+        scale = rows.std(0)
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        return cls(modality, center, scale, list(pools or []), pca_mean, pca_components)
+
+    def transform(self, rows: np.ndarray | None, n: int = 1) -> np.ndarray:
+        """(n, width); None (modality missing) → zeros, the training mean."""
+        if rows is None:
+            return np.zeros((n, self.width))
+        rows = np.asarray(rows, dtype=np.float64)
+        if self.pca_components is not None:
+            rows = (rows - self.pca_mean) @ self.pca_components.T
+        out = (rows - self.center) / self.scale
+        return np.nan_to_num(np.clip(out, -10.0, 10.0), nan=0.0)
+
+    # -- serialisation: the JSON part and the arrays part (safetensors) ------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"modality": self.modality, "pools": list(self.pools), "width": self.width}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"center": self.center, "scale": self.scale}
+        if self.pca_components is not None:
+            out.update(pca_mean=self.pca_mean, pca_components=self.pca_components)
+        return out
+
+    @classmethod
+    def from_parts(cls, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> DesignBlock:
+        block = cls(doc["modality"], arrays["center"], arrays["scale"], list(doc.get("pools") or []),
+                    arrays.get("pca_mean"), arrays.get("pca_components"))
+        if block.width != int(doc["width"]):
+            raise ValueError(f"design block {doc['modality']}: width {block.width} != {doc['width']}")
+        return block

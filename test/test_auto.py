@@ -1,0 +1,176 @@
+"""`model: auto` and classical bundles on a small in-memory cohort with slides, clinical data and RNA: inner
+selection stays inside the training part (leave-one-cohort-out with two cohorts), every family exports a bundle
+that loads, predicts, degrades when a modality is missing, and two runs write byte-identical bundles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from chimera_surv.bundle import ModalityInputs, load_bundle
+from chimera_surv.classical.model import ClassicalModel
+from chimera_surv.features import Bag
+from chimera_surv.readers.clinical import load_schema, parse_clinical
+from chimera_surv.readers.rna import parse_rna
+from train.config import config_hash, load_config
+from train.data import CohortArrays
+from train.protocol import RunContext
+
+GENES = [f"G{i}" for i in range(10)]
+N, WSI_DIM = 64, 6
+SMALL = {"candidates": {"clinical_ridge": {"family": "ridge", "modalities": ["clinical"]},
+                        "ridge": {"family": "ridge"}, "coxnet": {"family": "coxnet"},
+                        "rsf": {"family": "rsf", "params": {"n_estimators": 12}},
+                        "gbsa": {"family": "gbsa", "params": {"stages": [10, 20]}}},
+         "inner_folds": 3, "loco_min_size": 10, "wsi_components": 3}
+
+
+def _clinical(rng, z):
+    return {"age": float(np.clip(65 + 8 * z + rng.normal(), 40, 90)), "sex": str(rng.choice(["Male", "Female"])),
+            "stage": "T1HG" if z + rng.normal() > 0 else "TaHG", "no_instillations": float(rng.integers(0, 30))}
+
+
+def _data(seed=0, n=N, survival=True):
+    rng = np.random.default_rng(seed)
+    schema = load_schema(3)
+    z = rng.normal(size=n)
+    time = rng.exponential(30 * np.exp(-z)) + 1
+    data = CohortArrays(case_ids=[f"P{i:03d}" for i in range(n)], cohorts=["3A" if i % 2 else "3B" for i in range(n)],
+                        time=time if survival else np.full(n, np.nan),
+                        event=(rng.random(n) < 0.7).astype(np.int64) if survival else np.zeros(n, np.int64),
+                        label=np.full(n, -1) if survival else (z + rng.normal(size=n) > 0).astype(np.int64),
+                        modalities=["wsi", "clinical", "rna"])
+    data.records = [parse_clinical(_clinical(rng, v), schema) for v in z]
+    data.rna = np.exp(rng.normal(size=(n, len(GENES))) + z[:, None] * (np.arange(len(GENES)) < 3)).astype(np.float32)
+    data.bags = [(rng.normal(size=(int(rng.integers(2, 7)), WSI_DIM)) + v).astype(np.float32) for v in z]
+    data.bags[3] = None  # one patient without slides
+    return data, schema
+
+
+def _ctx(tmp_path, model, survival=True, seed=0):
+    data, schema = _data(seed, survival=survival)
+    raw = {"task": 3 if survival else 2, "seed": 0, "modalities": ["wsi", "clinical", "rna"], "genes": "g.json",
+           "work_dir": str(tmp_path / "work"), "preprocess": {"rna": {"log1p": True, "zscore": True}},
+           "protocol": {"folds": 3, "repeats": 1, "inner_val": 0.25, "cohort_holdout": True, "bootstrap": 10,
+                        "members": 2},
+           "recipe": {"encoder": "test-tiny", "weights": "seeded"}, "model": model, "auto": SMALL}
+    config = load_config(raw)
+    return RunContext(data, schema, config, tmp_path / "work", survival, config_hash(config))
+
+
+def test_auto_selects_on_inner_cohorts_of_the_training_part_only(tmp_path):
+    from train.auto import auto_settings, inner_splits, select
+    from train.protocol import cv_splits, evaluate_split
+
+    ctx = _ctx(tmp_path, "auto")
+    split = cv_splits(ctx)[0]
+    train = list(split.train)
+    inner, kind = inner_splits(ctx.data, train, auto_settings("auto", ctx.config), seed=0)
+    assert kind == "loco" and len(inner) == 2  # two cohorts of >= 10 patients in the training part
+    for tr, va in inner:
+        assert set(tr) | set(va) <= set(train) and not set(tr) & set(va)
+        assert len({ctx.data.cohorts[i] for i in va}) == 1
+    choice = select(ctx, "auto", train, seed=0)
+    assert choice["chosen"] in choice["scores"] and choice["inner"] == "loco"
+    assert {"clinical_ridge", "ridge", "rsf", "gbsa", "ensemble_top2"} <= set(choice["scores"])
+    assert any(name.startswith("backbone_residual") for name in choice["scores"])
+    best = max(choice["scores"].values())  # the chosen option: the simplest within one SE of the best
+    assert choice["scores"][choice["best"]] == best and 0 <= choice["tolerance"] < 0.2
+    within = [n for n, v in choice["scores"].items() if v >= best - choice["tolerance"] - 1e-4]
+    assert choice["chosen"] == within[0]
+    record = evaluate_split(ctx, "model", "auto", split)
+    assert record["test"] == list(split.test) and np.isfinite(record["risk"]).all()
+    assert record["auto"]["chosen"] in record["auto"]["scores"] and 0 <= record["metric"] <= 1
+
+
+_SELECTED: dict[bool, dict] = {}
+OPTIONS = ["ridge", "coxnet", "rsf", "gbsa", "backbone_residual(lambda=0.5)", "ensemble_top3"]
+
+
+def _export(tmp_path, option, name, survival=True):
+    from train.auto import select, with_option
+    from train.export import export
+    from train.protocol import _write_json, fit_classical_members
+
+    ctx = _ctx(tmp_path / name, "auto", survival)
+    if survival not in _SELECTED:  # one inner-CV selection per task kind (same data, same seed) for all options
+        _SELECTED[survival] = select(ctx, "auto", list(range(len(ctx.data))), seed=0)
+    choice = with_option(_SELECTED[survival], option)
+    _write_json(ctx.work / "members" / "choice.json", {**choice, "config_hash": ctx.config_hash,
+                                                       "arch_config": "auto"})
+    members = fit_classical_members(ctx, "auto")
+    assert [m["auto"]["chosen"] for m in members] == [option, option]
+    out = export(ctx, members, tmp_path / name / "bundle", ctx.config["recipe"], GENES)
+    return out, ctx
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_every_family_bundle_loads_predicts_and_degrades(tmp_path, option):
+    out, _ = _export(tmp_path, option, "one")
+    bundle = load_bundle(out)
+    doc = json.loads((out / "bundle.json").read_text())
+    assert {m["kind"] for m in doc["members"]} == {"classical"} and doc["meta"]["auto"]["chosen"] == option
+    rng = np.random.default_rng(5)
+    record = parse_clinical(_clinical(rng, 1.0), bundle.clinical_schema)
+    rna = parse_rna({g: float(np.exp(rng.normal())) for g in GENES}, GENES)
+    bag = Bag(features=rng.normal(size=(4, WSI_DIM)).astype(np.float32), coords=np.zeros((4, 3), np.int64))
+    full = bundle.predict(ModalityInputs(wsi=bag, clinical=record, rna=rna))
+    assert full.used == bundle.modalities and np.isfinite(full.value) and full.value > 0
+    # The bundle's risk is the members' classical models on the same encoding (no other path).
+    member = bundle.members[0]
+    assert isinstance(member.model, ClassicalModel)
+    for drop in bundle.modalities:  # each modality missing in turn: the documented degraded path, finite
+        kwargs = {"wsi": bag, "clinical": record, "rna": rna}
+        kwargs[drop] = None
+        part = bundle.predict(ModalityInputs(**kwargs))
+        assert np.isfinite(part.value) and drop not in part.used
+    if option not in ("ensemble_top3", "backbone_residual(lambda=0.5)"):  # together they hold every family
+        return
+    _SELECTED.clear()  # the second run selects again from scratch
+    again, _ = _export(tmp_path, option, "two")
+    for name in ("bundle.json", "weights.safetensors"):
+        assert (out / name).read_bytes() == (again / name).read_bytes()
+
+
+def test_binary_task_auto_gives_a_probability(tmp_path):
+    out, _ = _export(tmp_path, "ensemble_top2", "bin", survival=False)
+    bundle = load_bundle(out)
+    rng = np.random.default_rng(1)
+    prediction = bundle.predict(ModalityInputs(clinical=parse_clinical(_clinical(rng, 0.5), bundle.clinical_schema)))
+    assert bundle.output_kind == "probability" and 0 < prediction.value < 1
+
+
+def test_train_cli_with_model_auto_reports_its_choice(tmp_path):
+    """`python -m train` with `model: auto` on a new user's cohort (own schema and genes): CV, members, bundle,
+    and a report that says what auto chose and on which inner scores."""
+    from train.__main__ import main
+
+    rng = np.random.default_rng(3)
+    schema = {"name": "mine", "features": {"ki67": {"type": "numeric"},
+                                           "grade": {"type": "categorical", "categories": ["low", "high"]}},
+              "labels": {"time": "os", "event": "death", "event_true": ["1"]}}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    (tmp_path / "genes.json").write_text(json.dumps(GENES))
+    for k in range(40):
+        z = rng.normal()
+        case = tmp_path / "cohort" / "data" / f"P{k:03d}"
+        case.mkdir(parents=True)
+        (case / f"P{k:03d}_CD.json").write_text(json.dumps(
+            {"ki67": 30 + 15 * z, "grade": "high" if z + rng.normal() > 0 else "low",
+             "os": float(rng.exponential(40 * np.exp(-z)) + 1), "death": int(rng.random() < 0.7)}))
+        (case / f"P{k:03d}_RNA.json").write_text(json.dumps({g: float(np.exp(rng.normal() + z * (i < 3)))
+                                                             for i, g in enumerate(GENES)}))
+    (tmp_path / "config.yaml").write_text(
+        "task: 3\nschema: schema.json\ngenes: genes.json\nmodalities: [clinical, rna]\ncohort: {root: cohort}\n"
+        "work_dir: work\nout: bundle\nprotocol: {folds: 3, repeats: 1, bootstrap: 10, members: 2}\nmodel: auto\n"
+        f"auto: {json.dumps({k: v for k, v in SMALL.items() if k != 'wsi_components'})}\n"
+        "compare: {coxnet: {family: coxnet}}\n")
+    assert main([str(tmp_path / "config.yaml"), "--steps", "fit", "cv", "export", "report"]) == 0
+    report = (tmp_path / "work" / "report" / "report.md").read_text()
+    chosen = json.loads((tmp_path / "work" / "members" / "choice.json").read_text())["chosen"]
+    assert "Automatic model choice" in report and f"**{chosen}**" in report and "| coxnet |" in report
+    bundle = load_bundle(tmp_path / "bundle")
+    record = parse_clinical({"ki67": 60, "grade": "high"}, bundle.clinical_schema)
+    assert np.isfinite(bundle.predict(ModalityInputs(clinical=record)).value)

@@ -1,0 +1,294 @@
+"""`model: auto` and single classical families: selection by nested inner CV, refit, and the exported members.
+
+Selection never sees the reported fold: inside a training part, an inner CV (leave-one-cohort-out when the part
+holds two or more cohorts of `loco_min_size`, else stratified k-fold) gives every candidate setting out-of-fold
+risks. From those alone we choose: the best setting of each candidate family, a clinical backbone plus a shrunk
+residual (risk = z(f_clinical) + lambda * z(g_others), lambda on a grid that includes 0), and rank-free averages of
+the top-k families' standardised risks. The winner (highest mean inner C-index / AUC) is refitted on the whole
+training part; its parts are standardised with their inner out-of-fold spread so that weights mean the same thing
+at inference.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from chimera_surv.classical import ClassicalModel, Part
+from train.classical import FAMILIES, Target, design, design_rows, fit_blocks, fit_setting
+from train.data import encode_fold
+from train.fit import score
+from train.folds import repeated_kfold
+
+AUTO_DEFAULTS: dict[str, Any] = {
+    "candidates": {
+        "clinical_ridge": {"family": "ridge", "modalities": ["clinical"]},
+        "ridge": {"family": "ridge"},
+        "coxnet": {"family": "coxnet"},
+        "rsf": {"family": "rsf"},
+        "gbsa": {"family": "gbsa"},
+    },
+    "backbone_residual": True,
+    "lambdas": [0.0, 0.25, 0.5, 1.0],
+    "ensembles": [2, 3],
+    "inner_folds": 4,
+    "loco": True,
+    "loco_min_size": 20,
+    "one_se": 1.0,
+    "pools": ["mean", "max", "std"],
+    "wsi_components": 16,
+}
+
+
+def is_classical(arch: Any) -> bool:
+    """`auto`, `{name: auto, ...}` or a single classical family `{family: ridge, ...}`."""
+    return arch == "auto" or (isinstance(arch, dict) and (arch.get("name") == "auto" or "family" in arch))
+
+
+def auto_settings(arch: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """Defaults ← config `auto:` ← the architecture's own keys; a single family has no ensembles or backbone."""
+    settings = copy.deepcopy(AUTO_DEFAULTS)
+    for source in (config.get("auto") or {}, arch if isinstance(arch, dict) else {}):
+        settings.update({k: copy.deepcopy(v) for k, v in source.items() if k not in ("name", "family")})
+    if isinstance(arch, dict) and "family" in arch:
+        settings["candidates"] = {"model": {k: v for k, v in arch.items() if k not in AUTO_DEFAULTS}}
+        settings["backbone_residual"], settings["ensembles"] = False, []
+    return settings
+
+
+def _modalities(cand: dict[str, Any], available: list[str]) -> list[str]:
+    wanted = cand.get("modalities") or available
+    return [m for m in available if m in wanted]
+
+
+def _family(cand: dict[str, Any]) -> Any:
+    return FAMILIES.build({"name": cand["family"], **(cand.get("params") or {})})
+
+
+@dataclass
+class Inner:
+    """Inner out-of-fold risks of every candidate setting, the inner splits and their scores."""
+
+    splits: list[tuple[list[int], list[int]]]
+    kind: str  # "loco" or "kfold"
+    oof: dict[str, np.ndarray]  # "cand#g" → risk per patient (NaN outside the inner validation parts)
+
+    def fold_scores(self, survival: bool, data: Any, risk: np.ndarray) -> list[float]:
+        return [score(survival, data, va, risk[va]) for _, va in self.splits]
+
+
+def inner_splits(data: Any, train: list[int], settings: dict[str, Any],
+                 seed: int) -> tuple[list[tuple[list[int], list[int]]], str]:
+    """Leave-one-cohort-out when the training part has >= 2 cohorts of loco_min_size, else stratified k-fold."""
+    cohorts = [data.cohorts[i] for i in train]
+    sizes = {c: cohorts.count(c) for c in set(cohorts)}
+    big = sorted(c for c, n in sizes.items() if n >= int(settings["loco_min_size"]))
+    if settings.get("loco", True) and len(big) >= 2:
+        return [([i for i in train if data.cohorts[i] != c], [i for i in train if data.cohorts[i] == c])
+                for c in big], "loco"
+    outcome = [data.outcome[i] for i in train]
+    k = int(settings["inner_folds"])
+    folds = repeated_kfold(outcome, ["all"] * len(train), k, 1, seed)
+    return [([train[j] for j in s.train], [train[j] for j in s.test]) for s in folds], "kfold"
+
+
+def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int) -> Inner:
+    data = ctx.data
+    splits, kind = inner_splits(data, train, settings, seed)
+    candidates = _candidates(settings, data.modalities)
+    oof: dict[str, np.ndarray] = {}
+    for tr, va in splits:
+        enc = encode_fold(data, tr, ctx.schema, ctx.config)
+        rows, present = design_rows(enc, data, data.modalities, settings["pools"])
+        y = Target.of(data, tr, ctx.survival)
+        for name, cand in candidates.items():
+            mods = _modalities(cand, data.modalities)
+            blocks = fit_blocks(rows, present, tr, mods, settings["pools"], settings["wsi_components"])
+            X = design(blocks, rows, present, len(data))
+            for g, predictor in enumerate(_family(cand).fit_grid(X[tr], y, seed)):
+                key = f"{name}#{g}"
+                oof.setdefault(key, np.full(len(data), np.nan))[va] = predictor.predict(X[va])
+    return Inner(splits, kind, oof)
+
+
+def _candidates(settings: dict[str, Any], available: list[str]) -> dict[str, dict[str, Any]]:
+    """The configured candidates whose modalities exist, plus the residual model of the backbone."""
+    out: dict[str, dict[str, Any]] = {}
+    seen = set()
+    for n, c in settings["candidates"].items():
+        key = json.dumps({**c, "modalities": _modalities(c, available)}, sort_keys=True)
+        if _modalities(c, available) and key not in seen:  # e.g. `ridge` is `clinical_ridge` on a clinical cohort
+            out[n] = c
+            seen.add(key)
+    others = [m for m in available if m != "clinical"]
+    if settings.get("backbone_residual") and "clinical" in available and others and "clinical_ridge" in out:
+        out["residual_ridge"] = {"family": "ridge", "modalities": others}
+    return out
+
+
+def _z(risk: np.ndarray, idx: list[int]) -> tuple[float, float]:
+    values = risk[idx]
+    scale = float(np.std(values))
+    return float(np.mean(values)), scale if scale > 1e-12 else 1.0
+
+
+def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
+    """The winning specification and every option's inner scores (what the report shows)."""
+    data, survival = ctx.data, ctx.survival
+    candidates = _candidates(settings, data.modalities)
+    covered = sorted({i for _, va in inner.splits for i in va})
+    options: dict[str, dict[str, Any]] = {}
+    best_setting: dict[str, tuple[int, float, list[float]]] = {}
+    for name, cand in candidates.items():
+        scored = []
+        for g, _ in enumerate(_family(cand).grid()):
+            folds = inner.fold_scores(survival, data, inner.oof[f"{name}#{g}"])
+            scored.append((g, float(np.nanmean(folds)), folds))
+        g, mean, folds = max(scored, key=lambda s: (s[1], -s[0]))
+        best_setting[name] = (g, mean, folds)
+    zs = {n: _z(inner.oof[f"{n}#{g}"], covered) for n, (g, _, _) in best_setting.items()}
+
+    def part(n: str, weight: float) -> dict[str, Any]:
+        g = best_setting[n][0]
+        return {"candidate": n, "setting": g, "weight": weight, "shift": zs[n][0], "scale": zs[n][1]}
+
+    def combined(parts: list[dict[str, Any]]) -> np.ndarray:
+        return sum(p["weight"] * (inner.oof[f"{p['candidate']}#{p['setting']}"] - p["shift"]) / p["scale"]
+                   for p in parts)
+
+    for n, (g, mean, folds) in best_setting.items():
+        if n != "residual_ridge":
+            options[n] = {"parts": [part(n, 1.0)], "score": mean, "fold_scores": folds}
+    if "residual_ridge" in best_setting:
+        for lam in settings["lambdas"]:
+            parts = [part("clinical_ridge", 1.0)] + ([part("residual_ridge", float(lam))] if lam else [])
+            folds = inner.fold_scores(survival, data, combined(parts))
+            options[f"backbone_residual(lambda={lam:g})"] = {"parts": parts, "score": float(np.nanmean(folds)),
+                                                              "fold_scores": folds}
+    ranked = sorted((n for n in options if "(" not in n), key=lambda n: -options[n]["score"])
+    for k in settings["ensembles"]:
+        if k <= len(ranked) and k >= 2:
+            parts = [part(n, 1.0 / k) for n in ranked[:k]]
+            folds = inner.fold_scores(survival, data, combined(parts))
+            options[f"ensemble_top{k}"] = {"parts": parts, "score": float(np.nanmean(folds)), "fold_scores": folds}
+    best = max(options, key=lambda n: options[n]["score"])
+    tolerance = float(settings["one_se"]) * _standard_error(options[best]["fold_scores"])
+    # The simplest option within one standard error of the best (options are in order of simplicity: single
+    # families in candidate order, the backbone by increasing lambda, then ensembles), so that a difference the
+    # inner folds cannot resolve never buys complexity.
+    chosen = next(n for n in options if options[n]["score"] >= options[best]["score"] - tolerance)
+    return {"chosen": chosen, "parts": options[chosen]["parts"], "inner": inner.kind,
+            "n_inner_splits": len(inner.splits), "best": best, "tolerance": round(tolerance, 4),
+            "scores": {n: round(o["score"], 4) for n, o in options.items()},
+            "settings": {n: _family(candidates[n]).grid()[g] for n, (g, _, _) in best_setting.items()},
+            "candidates": {n: candidates[n] for n in best_setting},
+            "options": {n: o["parts"] for n, o in options.items()}}
+
+
+def with_option(choice: dict[str, Any], name: str) -> dict[str, Any]:
+    """The same selection record with another of its scored options as the choice (tests, ablations)."""
+    return {**choice, "chosen": name, "parts": choice["options"][name]}
+
+
+def _standard_error(values: list[float]) -> float:
+    finite = np.asarray([v for v in values if np.isfinite(v)])
+    return float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else 0.0
+
+
+def select(ctx: Any, arch: Any, train: list[int], seed: int) -> dict[str, Any]:
+    settings = auto_settings(arch, ctx.config)
+    return choose(ctx, run_inner(ctx, train, settings, seed), settings)
+
+
+def refit(ctx: Any, arch: Any, choice: dict[str, Any], train: list[int], seed: int) -> tuple[ClassicalModel, Any]:
+    """Fit the chosen parts on the whole training part; returns the model and the fold's encoding."""
+    data = ctx.data
+    settings = auto_settings(arch, ctx.config)
+    enc = encode_fold(data, train, ctx.schema, ctx.config)
+    rows, present = design_rows(enc, data, data.modalities, settings["pools"])
+    y = Target.of(data, train, ctx.survival)
+    parts = []
+    for p in choice["parts"]:
+        cand = choice["candidates"][p["candidate"]]
+        blocks = fit_blocks(rows, present, train, _modalities(cand, data.modalities), settings["pools"],
+                            settings["wsi_components"])
+        X = design(blocks, rows, present, len(data))
+        predictor = fit_setting(_family(cand), X[train], y, seed, p["setting"])
+        parts.append(Part(p["candidate"], blocks, predictor, p["weight"], p["shift"], p["scale"]))
+    return ClassicalModel(choice["chosen"], parts), (enc, rows, present)
+
+
+def model_rows(model: ClassicalModel, rows: dict[str, np.ndarray], idx: list[int]) -> dict[str, np.ndarray]:
+    return {m: rows[m][idx] for m in model.modalities}
+
+
+def predict_idx(model: ClassicalModel, rows: dict[str, np.ndarray], present: dict[str, np.ndarray],
+                idx: list[int]) -> np.ndarray:
+    return model.predict(model_rows(model, rows, idx), {m: present[m][idx] for m in model.modalities})
+
+
+# ------------------------------------------------------------------------------------------------ protocol hooks
+def run_classical_split(ctx: Any, arch_name: str, arch: Any, split: Any, seed: int) -> dict[str, Any]:
+    """One CV/hold-out split: select on split.train's inner folds, refit on split.train, predict split.test."""
+    train, test = list(split.train), list(split.test)
+    choice = select(ctx, arch, train, seed)
+    model, (_, rows, present) = refit(ctx, arch, choice, train, seed)
+    risk = predict_idx(model, rows, present, test)
+    data = ctx.data
+    return {"arch": arch_name, "split": split.name, "repeat": split.repeat, "fold": split.fold, "test": test,
+            "case_ids": [data.case_ids[i] for i in test], "risk": [float(r) for r in risk],
+            "metric": score(ctx.survival, data, test, risk), "best_epoch": 0, "inner_val_metric":
+            choice["scores"][choice["chosen"]], "history": [], "modalities": model.modalities,
+            "n_train": len(train), "n_inner_val": 0, "config_hash": ctx.config_hash, "arch_config": arch,
+            "auto": _choice_summary(choice)}
+
+
+def _choice_summary(choice: dict[str, Any]) -> dict[str, Any]:
+    return {k: choice.get(k) for k in ("chosen", "best", "tolerance", "inner", "n_inner_splits", "scores",
+                                       "settings")}
+
+
+def classical_member(ctx: Any, arch: Any, choice: dict[str, Any], split: Any,
+                     seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One exported member: the chosen model refitted on split.train; its held-out fold gives OOF risks."""
+    train, test = list(split.train), list(split.test)
+    model, (enc, rows, present) = refit(ctx, arch, choice, train, seed)
+    train_risk = predict_idx(model, rows, present, train)
+    oof_risk = predict_idx(model, rows, present, test)
+    shift, scale = float(np.mean(train_risk)), float(np.std(train_risk)) or 1.0
+    mods = model.modalities
+    record = {"name": f"member{split.fold}", "split": split.name, "oof": test,
+              "oof_risk": [float(r) for r in oof_risk], "risk_shift": shift, "risk_scale": scale,
+              "kind": "classical", "network": model.to_dict(),
+              "input_dims": {m: int(rows[m].shape[1]) if m != "wsi" else int(enc.dims["wsi"]) for m in mods},
+              "modalities": mods, "preprocessing": {m: s for m, s in enc.preprocessing.items() if m in mods},
+              "best_epoch": 0, "history": [], "config_hash": ctx.config_hash, "auto": _choice_summary(choice)}
+    return record, model.arrays()
+
+
+# ------------------------------------------------------------------------------------------------ report
+def auto_report(members: list[dict[str, Any]], cv: list[dict[str, Any]]) -> dict[str, Any]:
+    """The exported choice with its inner scores, and how often each option won inside the CV folds."""
+    folds = [r["auto"]["chosen"] for r in cv if r.get("arch") == "model" and r.get("auto")]
+    return {"exported": members[0]["auto"], "cv_choices": {c: folds.count(c) for c in sorted(set(folds))}}
+
+
+def auto_markdown(section: dict[str, Any]) -> str:
+    exported = section["exported"]
+    inner = ("leave-one-cohort-out" if exported["inner"] == "loco" else "stratified k-fold")
+    lines = ["## Automatic model choice (`model: auto`)", "",
+             (f"Exported: **{exported['chosen']}**, the simplest option within one standard error "
+              f"({exported.get('tolerance')}) of the best mean inner {inner} score ({exported.get('best')}) over "
+              f"{exported['n_inner_splits']} inner splits of the whole cohort (no reported fold is involved). "
+              "Settings per family: " + ", ".join(f"{k} {v}" for k, v in exported["settings"].items()) + "."), "",
+             "| option | mean inner score |", "|---|---|"]
+    for name, value in sorted(exported["scores"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name}{' (chosen)' if name == exported['chosen'] else ''} | {value:.4f} |")
+    if section.get("cv_choices"):
+        counts = ", ".join(f"{k} × {v}" for k, v in section["cv_choices"].items())
+        lines += ["", f"Inside the CV (each outer training part chose on its own inner splits): {counts}."]
+    return "\n".join(lines) + "\n"
