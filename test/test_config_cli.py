@@ -40,8 +40,10 @@ def test_shipped_configs_load_and_free_form_sections_keep_their_order():
         assert config["_base"] == str(path.parent) and config["train"]["epochs"] >= 1
     config = load_config(ROOT / "train" / "configs" / "task3.yaml")
     assert config["genes"] == "from_cohort"  # nothing outside the repository
-    assert list(config["compare"]) == ["clinical_only", "abmil_concat", "pg_bilinear", "pg_res", "modalsurv_xattn"]
-    assert list(config["model"]["encoders"]) == ["wsi", "clinical", "rna"]
+    assert config["model"] == "auto"
+    assert list(config["compare"]) == ["deep", "clinical_only", "abmil_concat", "pg_bilinear", "pg_res",
+                                       "modalsurv_xattn"]
+    assert list(config["compare"]["deep"]["encoders"]) == ["wsi", "clinical", "rna"]
 
 
 def test_docs_list_every_key():

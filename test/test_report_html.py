@@ -30,6 +30,7 @@ def task2_run(tmp_path_factory) -> dict:
     cohort = root / "cohort"
     write_training_cohort(synthetic.make_cohort(2, 40, 0, demo._options(2, "training")), cohort, workers=1)
     raw = yaml.safe_load((demo.CONFIG_DIR / "demo_task2.yaml").read_text())
+    raw["model"] = raw["compare"]["deep"]  # the demo's network: ABMIL attention for the heatmaps (auto is classical)
     raw.update({"_base": str(demo.CONFIG_DIR), "cohort": {"root": str(cohort)}, "work_dir": str(root / "work"),
                 "out": str(root / "model" / "bladder-brs"), "encoder_root": str(root / "model" / "encoders"),
                 "compare": {}, "report": {"heatmaps": 2}})

@@ -168,7 +168,8 @@ def test_other_schema_and_gene_panel_train_from_config_alone(tmp_path):
         "task: 3\nschema: schema.json\ngenes: genes.json\nmodalities: [clinical, rna]\n"
         "cohort: {root: cohort}\nwork_dir: work\nout: bundle\n"
         "protocol: {folds: 3, repeats: 1, inner_val: 0.25, bootstrap: 10, members: 2}\n"
-        f"train: {json.dumps(TINY_TRAIN)}\n")  # no `model`: the default architecture, as docs/training.md shows
+        f"train: {json.dumps(TINY_TRAIN)}\n"
+        "model: {family: ridge}\n")  # a family on both modalities (the default `auto` may keep clinical alone)
     from train.__main__ import main
 
     assert main([str(tmp_path / "config.yaml"), "--steps", "fit", "cv", "export"]) == 0

@@ -82,10 +82,13 @@ def resolve_architecture(entry: dict[str, Any], main: Any = None, name: str = "c
 
 def resolve_architectures(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """`{"model": config["model"], **resolved compare entries}` in config order (train/protocol.py)."""
+    from train.auto import is_classical
+
     main = config.get("model")
     out = {"model": main}
     for name, entry in (config.get("compare") or {}).items():
-        out[name] = resolve_architecture(entry, main, f"compare.{name}")
+        # a classical entry (auto or a family) has no network keys to inherit or complete: train/auto.py reads it
+        out[name] = entry if is_classical(entry) else resolve_architecture(entry, main, f"compare.{name}")
     return out
 
 
