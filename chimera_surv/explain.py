@@ -139,10 +139,10 @@ def _colour_values(weights: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
     if kind == "occlusion":
         scale = max(float(np.abs(weights).max(initial=0.0)), 1.0)
         zero = np.abs(weights) <= 1e-12 * scale
-        note = (f"risk change when the patch is left out (without - with; negative = the patch raised the risk): "
-                f"{int(((weights < 0) & ~zero).sum())} patches raised it, "
-                f"{int(((weights > 0) & ~zero).sum())} lowered it, {int(zero.sum())} no "
-                f"change; range {weights.min():.3g} to {weights.max():.3g} SD of the risk")
+        note = (f"risk without the patch - risk with it; negative: the patch raised the risk\n"
+                f"{int(((weights < 0) & ~zero).sum())} patches raised it, {int(((weights > 0) & ~zero).sum())} "
+                f"lowered it, {int(zero.sum())} no change; range {weights.min():.3g} to {weights.max():.3g} SD "
+                f"of the risk")
         return signed_rank(weights, 1e-12 * scale), note
     # Rank within the slide (CLAM-style percentiles): raw ABMIL weights are often nearly uniform, and a linear
     # scale would paint every patch the same colour. The title keeps the spread honest (max/min ratio).
