@@ -5,7 +5,8 @@ Steps per task: synthetic training cohort (CHIMERA training layout) → `train` 
 `<out>/<task name>/` → held-out cases in the grand-challenge layout (a different patient stream) → inference.py's
 `run_case` in this process, scored from the JSON file it wrote (`--subprocess`: `python inference.py` per case) →
 the held-out C-index (AUC for Task 2) beside the oracle value of the latent risk, printed first; then where each
-task's training report (report.html, with figures and out-of-fold attention heatmaps) is; per-case rows with --rows.
+task's training report (report.html, with figures and out-of-fold slide heatmaps: attention for networks, the risk
+change when each patch is left out for classical models) is; per-case rows with --rows.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
               f"train {train_s:.0f} s")
     print("\ntraining reports (open in a browser; self-contained):")
     for task, path in reports.items():
-        print(f"  task {task}: {path}")
+        print(f"  task {task}: {path}  ({_heatmap_words(path.with_name('report.json'))})")
     if args.rows:
         print(f"\n{'task':>4}  {'case':<10} {'prediction':>12}  {'provenance':<40} {'s':>6}")
         for task_id, name, value, provenance, seconds in rows:
@@ -157,10 +158,29 @@ def main(argv: list[str] | None = None) -> int:
         run_sample_cases(args.sample_cases, args.out, args.work / "sample_outputs", args.tasks, args.seed,
                          explain, args.rows)
         pages = sorted(explain.glob("*_explained.html"))
-        print(f"\nattention heatmaps of the sample cases (inference.py --explain): {len(pages)} case pages in "
-              f"{explain}")
+        kinds = {k: len(list(explain.glob(f"*_{k}.png"))) for k in ("attention", "occlusion")}
+        print(f"\nslide heatmaps of the sample cases (inference.py --explain): {len(pages)} case pages, "
+              f"{_kind_words(kinds)}, in {explain}")
     print(f"\ndemo done in {time.perf_counter() - started:.0f} s (per-case rows: --rows)")
     return 0
+
+
+def _kind_words(counts: dict[str, int]) -> str:
+    words = {"attention": "attention maps", "occlusion": "occlusion maps (risk change when a patch is left out)"}
+    shown = [f"{n} {words[k]}" for k, n in counts.items() if n]
+    return ", ".join(shown) or "no heatmaps"
+
+
+def _heatmap_words(report_json: Path) -> str:
+    """What the report's slide heatmaps are, in a few words (or why there are none)."""
+    if not report_json.is_file():
+        return "no report.json"
+    summary = json.loads(report_json.read_text())
+    if summary.get("heatmaps_error"):
+        return f"heatmaps failed: {summary['heatmaps_error']}"
+    heatmaps = summary.get("heatmaps") or []
+    kinds = [h.get("kind", "attention") for h in heatmaps]
+    return "out-of-fold " + _kind_words({k: kinds.count(k) for k in ("attention", "occlusion")})
 
 
 def run_sample_cases(cases: Path, model: Path, outputs: Path, tasks: list[int], seed: int,
