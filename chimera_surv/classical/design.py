@@ -117,10 +117,11 @@ class LeaveOneOut:
         n = len(bag)
         self._mean = bag.mean(0)
         self._centred_sq = ((bag - self._mean) ** 2).sum(0)
-        order = np.argsort(bag, axis=0, kind="stable")
-        cols = np.arange(bag.shape[1])
-        self._top = (order[-1], bag[order[-1], cols], bag[order[-2], cols])  # argmax, max, second largest
-        self._bottom = (order[0], bag[order[0], cols], bag[order[1], cols])  # argmin, min, second smallest
+        # Which patch holds each feature's max (min), the max and the runner-up (equal to the max on a tie).
+        if "max" in self.pools:
+            self._top = (bag.argmax(0), bag.max(0), np.partition(bag, n - 2, axis=0)[n - 2])
+        if "min" in self.pools:
+            self._bottom = (bag.argmin(0), bag.min(0), np.partition(bag, 1, axis=0)[1])
         self._n = n
 
     def rows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
