@@ -206,3 +206,11 @@ def test_the_report_words_follow_the_stopping_rule():
     holdout, inner = {"ensemble": {"stopping": "holdout"}}, {"ensemble": {"stopping": "inner_cv"}}
     assert "optimistic" in _oof_caveat(holdout) and "optimistic" not in _oof_caveat(inner)
     assert "inner split" in _stopping_words(holdout) and "inner cross-validation" in _stopping_words(inner)
+
+
+def test_a_report_whose_members_ignore_the_slides_says_why_it_has_no_heatmaps():
+    from train.report_heatmaps import heatmaps_note
+
+    note = heatmaps_note([{"modalities": ["clinical"]}, {"modalities": ["clinical"]}])
+    assert "none of the exported members uses the slides" in note and "clinical" in note
+    assert "could be drawn" in heatmaps_note([{"modalities": ["wsi", "clinical"]}])

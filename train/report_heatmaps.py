@@ -70,6 +70,15 @@ def oof_heatmaps(ctx: RunContext, members: list[dict[str, Any]], slides: dict[st
     return sorted(done, key=lambda h: h["risk_pct"])
 
 
+def heatmaps_note(members: list[dict[str, Any]]) -> str:
+    """Why a report has no slide heatmaps, in one sentence for the reader."""
+    used = sorted({m for record in members for m in record.get("modalities", [])})
+    if "wsi" not in used:
+        return (f"none of the exported members uses the slides (only {', '.join(used) or 'nothing'}), so no patch "
+                "can change the prediction")
+    return "no out-of-fold patient's slide could be drawn (no attention pooling, or no slide files)"
+
+
 def _attention_values(ctx: RunContext, record: dict[str, Any], enc: Any) -> Callable[[int], np.ndarray | None]:
     """Patient index → the network member's attention over its bag (None: the network has no attention)."""
     from chimera_surv.models import build_network

@@ -163,6 +163,9 @@ def render_html(summary: dict[str, Any], out: Path) -> str:
             if path.is_file():
                 body.append(img(path, f"{h['case_id']}: {what}; out-of-fold risk percentile {h['risk_pct']:.0f}, "
                                       f"{h['member']}"))
+    if summary.get("heatmaps_note"):
+        body.append(f"<h2>Slide heatmaps</h2><p class=\"note\">No slide heatmaps: {esc(summary['heatmaps_note'])}."
+                    "</p>")
     if summary.get("heatmaps_error"):
         body.append(f"<p class=\"note\">Slide heatmaps could not be drawn: {esc(summary['heatmaps_error'])}</p>")
     if summary.get("intershap_audit"):
