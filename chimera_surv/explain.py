@@ -48,10 +48,12 @@ def ensemble_attention(bundle: Any, inputs: Any) -> np.ndarray | None:
 OCCLUSION_CHUNK = 1024  # left-out rows scored at once (N x pools x D float64 per chunk)
 
 
-def member_occlusion(model: Any, vectors: dict[str, np.ndarray | None], bag: np.ndarray) -> np.ndarray | None:
+def member_occlusion(model: Any, vectors: dict[str, np.ndarray | None], bag: np.ndarray,
+                     loo: Any = None) -> np.ndarray | None:
     """(N,) change in a ClassicalModel's raw risk when each patch is left out of `bag` (N, D): risk(bag without
     patch i) - risk(bag). `vectors` are the patient's other modalities as the member encodes them (None =
-    missing). None when the model does not use the slide. A one-patch bag left out is a missing slide."""
+    missing); `loo` a `LeaveOneOut` of this bag with the model's pools, when the caller shares one between
+    members. None when the model does not use the slide. A one-patch bag left out is a missing slide."""
     from chimera_surv.classical import pool_bag
     from chimera_surv.classical.design import LeaveOneOut
 
@@ -63,7 +65,8 @@ def member_occlusion(model: Any, vectors: dict[str, np.ndarray | None], bag: np.
     full = float(model.predict({**rows, "wsi": pool_bag(bag, model.pools)[None]})[0])
     if len(bag) == 1:
         return np.array([float(model.predict({**rows, "wsi": None})[0]) - full])
-    loo = LeaveOneOut(bag, tuple(model.pools))
+    if loo is None or tuple(loo.pools) != tuple(model.pools):
+        loo = LeaveOneOut(bag, tuple(model.pools))
     out = np.empty(len(bag))
     for start in range(0, len(bag), OCCLUSION_CHUNK):
         stop = min(len(bag), start + OCCLUSION_CHUNK)
@@ -80,11 +83,17 @@ def ensemble_occlusion(bundle: Any, inputs: Any) -> np.ndarray | None:
     present = bundle._present(inputs)
     if "wsi" not in present:
         return None
-    total, used = np.zeros(len(inputs.wsi.features)), 0
+    from chimera_surv.classical.design import LeaveOneOut
+
+    bag = np.asarray(inputs.wsi.features, dtype=np.float64)
+    total, used, shared = np.zeros(len(bag)), 0, {}
     for member in bundle.members:
         if hasattr(member, "network"):
             continue
-        delta = member_occlusion(member.model, bundle._vectors(member, inputs, present), inputs.wsi.features)
+        pools = tuple(member.model.pools)
+        if len(bag) > 1 and pools and pools not in shared:  # the left-out pools are computed once per pooling
+            shared[pools] = LeaveOneOut(bag, pools)
+        delta = member_occlusion(member.model, bundle._vectors(member, inputs, present), bag, shared.get(pools))
         if delta is not None:
             total += delta / member.risk_scale
             used += 1
