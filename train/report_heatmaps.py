@@ -101,15 +101,24 @@ def _classical_values(ctx: RunContext, record: dict[str, Any], enc: Any) -> Call
     """Patient index → the classical member's standardised risk change when each patch is left out."""
     from safetensors.numpy import load_file as load_arrays
 
-    from chimera_surv.classical import ClassicalModel
+    from chimera_surv.classical import ClassicalModel, pool_bag
     from chimera_surv.explain import member_occlusion
 
     arrays = load_arrays(str(ctx.work / "members" / f"{record.get('file', record['split'])}.safetensors"))
     model = ClassicalModel.from_parts(record["network"], arrays)
 
+    oof_risk = dict(zip(record["oof"], record["oof_risk"], strict=True))
+
     def values(i: int) -> np.ndarray | None:
         vectors = {m: enc.vectors[m][i] if enc.present[m][i] else None for m in model.modalities if m != "wsi"}
-        delta = member_occlusion(model, vectors, ctx.data.bags[i])
+        bag = ctx.data.bags[i]
+        # The map is only worth drawing if these inputs give the risk the member reported for this patient.
+        rows = {m: None if v is None else np.asarray(v, dtype=np.float64)[None] for m, v in vectors.items()}
+        risk = float(model.predict({**rows, "wsi": pool_bag(bag, model.pools)[None]})[0])
+        if not np.isclose(risk, oof_risk[i], rtol=1e-6, atol=1e-6):
+            raise ValueError(f"{record['name']}: patient {ctx.data.case_ids[i]} re-encoded gives risk {risk:.6g}, "
+                             f"not its out-of-fold risk {oof_risk[i]:.6g}")
+        delta = member_occlusion(model, vectors, bag)
         return None if delta is None else delta / float(record["risk_scale"])
 
     return values
