@@ -39,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=None, help="feature cache (default: none; /tmp is scratch)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--explain", type=Path, default=None,
-                        help="also write attention heatmaps and a case page here (off by default; never fails the case)")
+                        help="also write slide heatmaps (attention or occlusion) and a case page here (off by default; "
+                             "never fails the case)")
     # --- deadline (docs/features.md, "Deadline"): changeable at run time, no retraining ---
     parser.add_argument("--deadline", type=float, default=env_seconds(DEADLINE_ENV),
                         help=f"seconds for the whole case (default: ${DEADLINE_ENV}, else no limit); slide "

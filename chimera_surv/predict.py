@@ -197,7 +197,7 @@ def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, devic
 
 
 def explain(case: Case, bundle: Any, inputs: Any, value: float, used: list[str], out_dir: Path) -> None:
-    """Attention heatmaps and a case page (chimera_surv/explain.py); any failure is one log line, nothing more."""
+    """Slide heatmaps and a case page (chimera_surv/explain.py); any failure is one log line, nothing more."""
     try:
         from chimera_surv.explain import explain_case
 

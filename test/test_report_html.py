@@ -1,6 +1,7 @@
 """The training report and an explained case, as people see them: figures drawn from real runs, every figure
-rendered in headless Chromium (non-blank screenshot, every <img> with pixels, no console error), attention heatmaps
-from training (out-of-fold patients) and from `inference.py --explain`, which never changes or fails the case."""
+rendered in headless Chromium (non-blank screenshot, every <img> with pixels, no console error), slide heatmaps
+from training (out-of-fold patients) and from `inference.py --explain`, which never changes or fails the case:
+attention for networks, the risk change when each patch is left out (occlusion) for classical models."""
 
 from __future__ import annotations
 
@@ -23,25 +24,47 @@ from train.__main__ import Run
 from train.config import load_config
 
 
-@pytest.fixture(scope="module")
-def task2_run(tmp_path_factory) -> dict:
-    """A tiny Task 2 run (slides + clinical) through every step up to the report, and one held-out case."""
-    root = tmp_path_factory.mktemp("report-html")
-    cohort = root / "cohort"
-    write_training_cohort(synthetic.make_cohort(2, 40, 0, demo._options(2, "training")), cohort, workers=1)
+def _task2_report(root: Path, cohort: Path, name: str, model) -> Path:
+    """A tiny Task 2 run (slides + clinical) of `model` through every step up to the report; the bundle folder."""
     raw = yaml.safe_load((demo.CONFIG_DIR / "demo_task2.yaml").read_text())
-    raw["model"] = raw["compare"]["deep"]  # the demo's network: ABMIL attention for the heatmaps (auto is classical)
-    raw.update({"_base": str(demo.CONFIG_DIR), "cohort": {"root": str(cohort)}, "work_dir": str(root / "work"),
-                "out": str(root / "model" / "bladder-brs"), "encoder_root": str(root / "model" / "encoders"),
+    raw["model"] = model
+    raw.update({"_base": str(demo.CONFIG_DIR), "cohort": {"root": str(cohort)}, "work_dir": str(root / f"work-{name}"),
+                "out": str(root / f"model-{name}" / "bladder-brs"), "encoder_root": str(root / "encoders"),
                 "compare": {}, "report": {"heatmaps": 2}})
     raw["protocol"].update(folds=3, members=3, bootstrap=20)
     raw["train"].update(epochs=6, patience=3, min_epochs=2)
     run = Run(load_config(raw))
     for step in ("extract", "fit", "cv", "export", "report"):
         getattr(run, step)()
+    return root / f"model-{name}"
+
+
+@pytest.fixture(scope="module")
+def task2_cohort(tmp_path_factory) -> dict:
+    """A 40-patient Task 2 training cohort and one held-out case with a larger slide."""
+    root = tmp_path_factory.mktemp("report-html")
+    cohort = root / "cohort"
+    write_training_cohort(synthetic.make_cohort(2, 40, 0, demo._options(2, "training")), cohort, workers=1)
     options = dataclasses.replace(demo._options(2, "test"), wsi_size=(2048, 1536))
     case = Path(write_gc_cases(synthetic.make_cohort(2, 1, 7, options), root / "cases", seed=7)[0])
-    return {"report": root / "work" / "report", "model": root / "model", "case": case, "root": root}
+    return {"root": root, "cohort": cohort, "case": case}
+
+
+@pytest.fixture(scope="module")
+def task2_run(task2_cohort) -> dict:
+    """The demo's network (ABMIL attention for the heatmaps; auto is classical)."""
+    root = task2_cohort["root"]
+    deep = yaml.safe_load((demo.CONFIG_DIR / "demo_task2.yaml").read_text())["compare"]["deep"]
+    model = _task2_report(root, task2_cohort["cohort"], "deep", deep)
+    return {"report": root / "work-deep" / "report", "model": model, "case": task2_cohort["case"], "root": root}
+
+
+@pytest.fixture(scope="module")
+def task2_classical(task2_cohort) -> dict:
+    """A classical family on every modality (pooled slide PCA + clinical): occlusion maps instead of attention."""
+    root = task2_cohort["root"]
+    model = _task2_report(root, task2_cohort["cohort"], "ridge", {"family": "ridge"})
+    return {"report": root / "work-ridge" / "report", "model": model, "case": task2_cohort["case"], "root": root}
 
 
 def test_training_report_renders_every_figure_in_chromium(task2_run, tmp_path):
@@ -51,6 +74,7 @@ def test_training_report_renders_every_figure_in_chromium(task2_run, tmp_path):
     assert summary["model_choice"]["chosen"] == "model" and summary["model_choice"]["why"]
     heatmaps = summary["heatmaps"]
     assert len(heatmaps) >= 2 and all((report / h["file"]).stat().st_size > 5000 for h in heatmaps)
+    assert {h["kind"] for h in heatmaps} == {"attention"}  # networks keep their attention maps
     assert heatmaps[0]["risk_pct"] < 50 < heatmaps[-1]["risk_pct"]  # both ends of the risk scale
     check, console, shot = render(report / "report.html", tmp_path)
     assert check == {"images": len(summary["figures"]) + len(heatmaps), "broken": []}
@@ -69,6 +93,37 @@ def test_explain_writes_heatmaps_and_never_changes_the_prediction(task2_run, tmp
     pngs = list((tmp_path / "explain").glob("*_attention.png"))
     assert len(pages) == 1 and len(pngs) >= 1
     check, console, shot = render(pages[0], tmp_path, height=1400)
+    assert check == {"images": len(pngs), "broken": []} and console == [] and non_blank(shot)
+
+
+def test_a_classical_model_gets_occlusion_maps_in_the_report_and_from_explain(task2_classical, tmp_path):
+    """Classical members pool the bag without attention: the report and --explain draw the risk change when each
+    patch is left out instead, and both pages render in Chromium with every heatmap."""
+    report = task2_classical["report"]
+    summary = json.loads((report / "report.json").read_text())
+    heatmaps = summary["heatmaps"]
+    assert "heatmaps_error" not in summary
+    assert len(heatmaps) >= 2 and {h["kind"] for h in heatmaps} == {"occlusion"}
+    assert all(h["file"].endswith("_occlusion.png") and (report / h["file"]).stat().st_size > 5000
+               for h in heatmaps)
+    assert heatmaps[0]["risk_pct"] < 50 < heatmaps[-1]["risk_pct"]
+    html = (report / "report.html").read_text()
+    assert "risk change when a patch is left out" in html and "the patch raised it" in html
+    check, console, shot = render(report / "report.html", tmp_path)
+    assert check == {"images": len(summary["figures"]) + len(heatmaps), "broken": []}
+    assert console == [] and non_blank(shot)
+
+    case, model = task2_classical["case"], task2_classical["model"]
+    plain, explained = tmp_path / "plain", tmp_path / "explained"
+    assert inference.main(["--input", str(case), "--output", str(plain), "--model", str(model)]) == 0
+    assert inference.main(["--input", str(case), "--output", str(explained), "--model", str(model),
+                           "--explain", str(tmp_path / "explain")]) == 0
+    assert (plain / "brs-probability.json").read_text() == (explained / "brs-probability.json").read_text()
+    pages = list((tmp_path / "explain").glob("*_explained.html"))
+    pngs = list((tmp_path / "explain").glob("*_occlusion.png"))
+    assert len(pages) == 1 and len(pngs) >= 1 and not list((tmp_path / "explain").glob("*_attention.png"))
+    assert "Risk change when the patch is left out" in pages[0].read_text()
+    check, console, shot = render(pages[0], tmp_path, height=1600)
     assert check == {"images": len(pngs), "broken": []} and console == [] and non_blank(shot)
 
 
@@ -151,3 +206,11 @@ def test_the_report_words_follow_the_stopping_rule():
     holdout, inner = {"ensemble": {"stopping": "holdout"}}, {"ensemble": {"stopping": "inner_cv"}}
     assert "optimistic" in _oof_caveat(holdout) and "optimistic" not in _oof_caveat(inner)
     assert "inner split" in _stopping_words(holdout) and "inner cross-validation" in _stopping_words(inner)
+
+
+def test_a_report_whose_members_ignore_the_slides_says_why_it_has_no_heatmaps():
+    from train.report_heatmaps import heatmaps_note
+
+    note = heatmaps_note([{"modalities": ["clinical"]}, {"modalities": ["clinical"]}])
+    assert "none of the exported members uses the slides" in note and "clinical" in note
+    assert "could be drawn" in heatmaps_note([{"modalities": ["wsi", "clinical"]}])

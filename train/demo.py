@@ -5,12 +5,15 @@ Steps per task: synthetic training cohort (CHIMERA training layout) → `train` 
 `<out>/<task name>/` → held-out cases in the grand-challenge layout (a different patient stream) → inference.py's
 `run_case` in this process, scored from the JSON file it wrote (`--subprocess`: `python inference.py` per case) →
 the held-out C-index (AUC for Task 2) beside the oracle value of the latent risk, printed first; then where each
-task's training report (report.html, with figures and out-of-fold attention heatmaps) is; per-case rows with --rows.
+task's training report (report.html, with figures and out-of-fold slide heatmaps: attention for networks, the risk
+change when each patch is left out for classical models) is; per-case rows with --rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
               f"train {train_s:.0f} s")
     print("\ntraining reports (open in a browser; self-contained):")
     for task, path in reports.items():
-        print(f"  task {task}: {path}")
+        print(f"  task {task}: {path}\n          {_heatmap_words(path.with_name('report.json'))}")
     if args.rows:
         print(f"\n{'task':>4}  {'case':<10} {'prediction':>12}  {'provenance':<40} {'s':>6}")
         for task_id, name, value, provenance, seconds in rows:
@@ -157,10 +160,31 @@ def main(argv: list[str] | None = None) -> int:
         run_sample_cases(args.sample_cases, args.out, args.work / "sample_outputs", args.tasks, args.seed,
                          explain, args.rows)
         pages = sorted(explain.glob("*_explained.html"))
-        print(f"\nattention heatmaps of the sample cases (inference.py --explain): {len(pages)} case pages in "
-              f"{explain}")
+        kinds = {k: len(list(explain.glob(f"*_{k}.png"))) for k in ("attention", "occlusion")}
+        print(f"\nslide heatmaps of the sample cases (inference.py --explain): {len(pages)} case pages, "
+              f"{_kind_words(kinds)}, in {explain} (none for a case whose bundle does not use the slides)")
     print(f"\ndemo done in {time.perf_counter() - started:.0f} s (per-case rows: --rows)")
     return 0
+
+
+def _kind_words(counts: dict[str, int]) -> str:
+    words = {"attention": "attention maps", "occlusion": "occlusion maps (risk change when a patch is left out)"}
+    shown = [f"{n} {words[k]}" for k, n in counts.items() if n]
+    return ", ".join(shown) or "no heatmaps"
+
+
+def _heatmap_words(report_json: Path) -> str:
+    """What the report's slide heatmaps are, in a few words (or why there are none)."""
+    if not report_json.is_file():
+        return "no report.json"
+    summary = json.loads(report_json.read_text())
+    if summary.get("heatmaps_error"):
+        return f"heatmaps failed: {summary['heatmaps_error']}"
+    if summary.get("heatmaps_note"):
+        return f"no slide heatmaps: {summary['heatmaps_note']}"
+    heatmaps = summary.get("heatmaps") or []
+    kinds = [h.get("kind", "attention") for h in heatmaps]
+    return _kind_words({k: kinds.count(k) for k in ("attention", "occlusion")}) + " of out-of-fold patients"
 
 
 def run_sample_cases(cases: Path, model: Path, outputs: Path, tasks: list[int], seed: int,
@@ -169,7 +193,9 @@ def run_sample_cases(cases: Path, model: Path, outputs: Path, tasks: list[int], 
     from chimera_surv.make_cases import main as make_cases
     from chimera_surv.tasks import classify_slug
 
-    make_cases(["--layout", "gc", "--task", *map(str, tasks), "--n", "2", "--out", str(cases), "--seed", str(seed)])
+    with contextlib.redirect_stdout(io.StringIO()):  # its per-task oracle lines mean nothing for 2 cases
+        make_cases(["--layout", "gc", "--task", *map(str, tasks), "--n", "2", "--out", str(cases), "--seed",
+                    str(seed)])
     rows = []
     for case in sorted(p for p in cases.iterdir() if (p / "inputs.json").is_file()):
         expected = json.loads((case / "expected.json").read_text())

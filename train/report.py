@@ -191,11 +191,13 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
     summary["figures"] = made.pop("files")
     summary["figure_numbers"] = made
     if slides and "wsi" in ctx.data.modalities and int(ctx.config.get("report", {}).get("heatmaps", 0)) > 0:
-        from train.report_heatmaps import oof_heatmaps
+        from train.report_heatmaps import heatmaps_note, oof_heatmaps
 
         try:  # a slide that cannot be drawn costs its heatmap, not the report
             summary["heatmaps"] = oof_heatmaps(ctx, members, slides, out / "heatmaps",
                                                int(ctx.config["report"]["heatmaps"]))
+            if not summary["heatmaps"]:
+                summary["heatmaps_note"] = heatmaps_note(members)
         except Exception as exc:  # noqa: BLE001
             log.warning("report: attention heatmaps skipped: %s: %s", type(exc).__name__, exc)
             summary["heatmaps_error"] = f"{type(exc).__name__}: {exc}"

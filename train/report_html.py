@@ -149,17 +149,25 @@ def render_html(summary: dict[str, Any], out: Path) -> str:
         body.append(_calibration_table(numbers["calibration"]))
     heatmaps = summary.get("heatmaps") or []
     if heatmaps:
-        body.append("<h2>Attention heatmaps (out-of-fold patients)</h2><p class=\"note\">Each patient drawn by the "
-                    "ensemble member that did not train on it; colour = attention rank within the slide (1 = most "
-                    "attended; the title gives the max/min weight ratio). Attention "
-                    "is where the slide summary looked, not a tumour map.</p>")
+        from chimera_surv.explain import NOTES
+
+        kinds = sorted({h.get("kind", "attention") for h in heatmaps})
+        title = " and ".join("attention" if k == "attention" else "risk change when a patch is left out"
+                             for k in kinds)
+        body.append(f"<h2>Slide heatmaps: {esc(title)} (out-of-fold patients)</h2><p class=\"note\">Each patient "
+                    "drawn by the ensemble member that did not train on it. "
+                    + " ".join(esc(NOTES[k]) for k in kinds) + "</p>")
         for h in heatmaps:
             path = out / h["file"]
+            what = "attention" if h.get("kind", "attention") == "attention" else "risk change when left out"
             if path.is_file():
-                body.append(img(path, f"{h['case_id']}: out-of-fold risk percentile {h['risk_pct']:.0f}, "
+                body.append(img(path, f"{h['case_id']}: {what}; out-of-fold risk percentile {h['risk_pct']:.0f}, "
                                       f"{h['member']}"))
+    if summary.get("heatmaps_note"):
+        body.append(f"<h2>Slide heatmaps</h2><p class=\"note\">No slide heatmaps: {esc(summary['heatmaps_note'])}."
+                    "</p>")
     if summary.get("heatmaps_error"):
-        body.append(f"<p class=\"note\">Attention heatmaps could not be drawn: {esc(summary['heatmaps_error'])}</p>")
+        body.append(f"<p class=\"note\">Slide heatmaps could not be drawn: {esc(summary['heatmaps_error'])}</p>")
     if summary.get("intershap_audit"):
         body.append(_audit_section(summary["intershap_audit"]))
     return page("Training report", "".join(body))

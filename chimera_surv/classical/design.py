@@ -91,3 +91,57 @@ class DesignBlock:
         if block.width != int(doc["width"]):
             raise ValueError(f"design block {doc['modality']}: width {block.width} != {doc['width']}")
         return block
+
+
+@dataclass
+class LeaveOneOut:
+    """The pooled summaries of a bag with one patch left out, for every patch, in closed form.
+
+    Why: a per-patch occlusion map of a pooled-bag model needs N pooled rows, one per left-out patch; recomputing
+    each pool is O(N^2 D). Mean and std (population, as `pool_bag`) follow from the centred bag; max and min from
+    the top two (bottom two) values per feature. `rows(start, stop)` gives the rows of patches start..stop-1 so a
+    caller can go in chunks (N x len(pools) x D float64 can be large).
+    """
+
+    bag: np.ndarray  # (N, D) float64
+    pools: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        bag = np.asarray(self.bag, dtype=np.float64)
+        if bag.ndim != 2 or len(bag) < 2:
+            raise ValueError(f"leave-one-out pooling needs a bag of at least 2 patches, got shape {bag.shape}")
+        unknown = [p for p in self.pools if p not in ("mean", "max", "std", "min")]
+        if unknown:
+            raise ValueError(f"unknown bag pooling {unknown}")
+        self.bag = bag
+        n = len(bag)
+        self._mean = bag.mean(0)
+        self._centred_sq = ((bag - self._mean) ** 2).sum(0)
+        # Which patch holds each feature's max (min), the max and the runner-up (equal to the max on a tie).
+        if "max" in self.pools:
+            self._top = (bag.argmax(0), bag.max(0), np.partition(bag, n - 2, axis=0)[n - 2])
+        if "min" in self.pools:
+            self._bottom = (bag.argmin(0), bag.min(0), np.partition(bag, 1, axis=0)[1])
+        self._n = n
+
+    def rows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """(stop - start, len(pools) * D): row i is `pool_bag(bag without patch start + i, pools)`."""
+        stop = self._n if stop is None else min(stop, self._n)
+        x = self.bag[start:stop]
+        m = self._n - 1
+        centred = x - self._mean
+        parts = {}
+        if "mean" in self.pools or "std" in self.pools:
+            parts["mean"] = self._mean - centred / m
+        if "std" in self.pools:
+            # Sum of squares about the full mean, less patch i's, re-centred on the left-out mean.
+            var = (self._centred_sq - centred ** 2) / m - (centred / m) ** 2
+            parts["std"] = np.sqrt(np.maximum(var, 0.0))
+        index = np.arange(start, stop)[:, None]
+        if "max" in self.pools:
+            arg, first, second = self._top
+            parts["max"] = np.where(index == arg, second, first)
+        if "min" in self.pools:
+            arg, first, second = self._bottom
+            parts["min"] = np.where(index == arg, second, first)
+        return np.concatenate([parts[p] for p in self.pools], axis=1)
