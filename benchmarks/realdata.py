@@ -89,7 +89,7 @@ def write_layout(name: str, df: pd.DataFrame, out: Path) -> dict[str, Any]:
 
 def write_config(name: str, out: Path, layout: dict[str, Any], repeats: int) -> Path:
     spec = COHORTS[name]
-    rna = {"log1p": False, "zscore": True, "top_var": spec.get("top_var")}  # SurvSet genes are already log-scale
+    rna = {"scale": "log", "zscore": True, "top_var": spec.get("top_var")}  # SurvSet genes are already log-scale
     compare: dict[str, Any] = {"deep_default": {}}
     if "clinical" in layout["modalities"] and len(layout["modalities"]) > 1:
         compare["clinical_auto"] = {"name": "auto", "modalities": ["clinical"], "candidates": {
