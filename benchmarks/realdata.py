@@ -240,7 +240,7 @@ def run_cohort(name: str, repeats: int | None) -> dict[str, Any]:
 GRIDS = ("Project models: `model` = `model: auto` with its defaults (train/auto.py: candidates clinical_ridge, "
          "ridge (CoxNet l1 0.01, 12 penalties from the null model down to 1e-5 × alpha_max, which reaches the "
          "CoxPH anchor's fit), coxnet (l1 0.5, 8 penalties), rsf (100 trees, leaf 8), gbsa "
-         "(25/50/100 stages, depth 2, lr 0.1); backbone + residual λ ∈ {0, 0.25, 0.5, 1}; top-2/3 ensembles); "
+         "(25/50/100 stages, depth 2, lr 0.1); backbone + residual λ ∈ {0, 0.25, 0.5, 1, 2, 4}; top-2/3 ensembles); "
          "`ridge`, `coxnet`: one family, penalty on inner folds; `clinical_auto`: auto on the clinical columns "
          "only; `deep_default`: the default network (train/networks.py) with the default training settings. "
          "Anchors (scikit-survival, fitted here): `coxph_clinical` CoxPH alpha 0.1 on clinical columns; `coxnet` "
@@ -253,8 +253,9 @@ RULE = ("Selection rule of `model: auto` in this run (train/auto.py, `one_se: 0`
         "all-zero start of a penalty path, is not a candidate); across families, the backbone and the ensembles, "
         "the best mean inner score. This rule was revised AFTER seeing earlier runs on these same cohorts: the "
         "committed run before it used the simplest option within one standard error of the best across families "
-        "(`one_se: 1.0`, candidate order as the simplicity order), allowed the null setting, and a ridge path "
-        "that stopped at 1e-4 × alpha_max; it missed the targets on AML_Bull, the mean, and clinical vs CoxPH. "
+        "(`one_se: 1.0`, candidate order as the simplicity order), allowed the null setting, a ridge path "
+        "that stopped at 1e-4 × alpha_max and backbone λ up to 1 (a first run of this rule showed the inner "
+        "optimum at that edge, λ = 1, in 4 of 5 dataOvarian1 folds; the grid now reaches 4); it missed the targets on AML_Bull, the mean, and clinical vs CoxPH. "
         "These cohorts therefore informed the rule and are not an untouched test of it.")
 
 

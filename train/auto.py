@@ -40,7 +40,7 @@ AUTO_DEFAULTS: dict[str, Any] = {
         "gbsa": {"family": "gbsa"},
     },
     "backbone_residual": True,
-    "lambdas": [0.0, 0.25, 0.5, 1.0],
+    "lambdas": [0.0, 0.25, 0.5, 1.0, 2.0, 4.0],
     "ensembles": [2, 3],
     "inner_folds": 4,
     "loco": True,
