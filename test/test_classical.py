@@ -89,3 +89,30 @@ def test_a_modality_almost_nobody_has_is_left_out_of_the_design():
     assert [b.modality for b in blocks] == ["clinical"]
     with pytest.raises(ValueError, match="no training patient"):
         fit_blocks(rows, present, list(range(20)), ["rna"], [], 4)
+
+
+def test_ridge_path_reaches_the_light_coxph_penalty():
+    """The ridge family's weakest setting is (close to) the classical CoxPH fit with a small ridge (sksurv alpha
+    0.1 on the summed partial likelihood), so the textbook clinical model is inside auto's candidate set."""
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    Xs = (X - X.mean(0)) / X.std(0)
+    y = Target(True, TIME, EVENT, LABEL)
+    path = FAMILIES.build({"name": "ridge"}).fit_grid(Xs, y, 0)
+    coxph = CoxPHSurvivalAnalysis(alpha=0.1).fit(Xs, y.structured()).coef_
+    assert not path[0].coef.any()  # the path starts at the null model (see train/auto.py: never chosen)
+    assert np.abs(path[-1].coef - coxph).max() < 0.05 * np.abs(coxph).max()
+
+
+def test_null_settings_are_never_chosen_and_one_se_stays_within_a_family():
+    from train.auto import best_setting, is_null
+
+    assert is_null(LinearPredictor(np.zeros(5)), X) and not is_null(LinearPredictor(np.ones(5)), X)
+    # a heterogeneous inner split: every real setting ranks below 0.5, the null model scores exactly 0.5
+    scored = [(0, 0.5, [0.5, 0.5, 0.5]), (1, 0.46, [0.40, 0.47, 0.51]), (2, 0.44, [0.40, 0.45, 0.47])]
+    assert best_setting(scored, {0}, 0.0)[0] == 1
+    assert best_setting(scored[:1], {0}, 0.0)[0] == 0  # nothing else: the null model, scored as what it is
+    path = [(0, 0.60, [0.6, 0.6]), (1, 0.62, [0.58, 0.66]), (2, 0.63, [0.59, 0.67])]
+    assert best_setting(path, set(), 0.0)[0] == 2  # argmax
+    assert best_setting(path, set(), 1.0)[0] == 0  # the simplest within one SE (0.04) of 0.63
+    assert best_setting([(0, 0.6, [0.6]), (1, 0.6, [0.6])], set(), 0.0)[0] == 0  # ties: the stronger penalty

@@ -83,7 +83,7 @@ class Ridge:
     """Near-ridge Cox (CoxNet, l1_ratio 0.01, one fit of the path) / L2 logistic regression; one setting per
     penalty (alpha = ratio × the fold's alpha_max for Cox; C = 1 / alpha for the logistic model)."""
 
-    def __init__(self, n_alphas: int = 10, alpha_min_ratio: float = 1e-4, l1_ratio: float = 0.01) -> None:
+    def __init__(self, n_alphas: int = 12, alpha_min_ratio: float = 1e-5, l1_ratio: float = 0.01) -> None:
         self.path = Coxnet(l1_ratio, n_alphas, alpha_min_ratio)
 
     def grid(self) -> list[dict[str, Any]]:

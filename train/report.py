@@ -86,8 +86,7 @@ def model_choice(ctx: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
                 "why": (f"`model: auto` chose {auto['chosen']} on {auto['n_inner_splits']} inner {inner} splits of "
                         "the whole cohort (no reported fold involved); inner scores: "
                         + ", ".join(f"{k} {v:.3f}" for k, v in sorted(auto["scores"].items(), key=lambda kv: -kv[1]))),
-                "rule": (f"the simplest option within one standard error ({auto.get('tolerance')}) of the best mean "
-                         f"inner score ({auto.get('best')})"),
+                "rule": auto.get("rule"),
                 "candidates": candidates}
     return {"chosen": "model", "architecture": chosen or "train/networks.py defaults",
             "why": "fixed in the config (`model`); the comparison architectures are reported, not selected",
