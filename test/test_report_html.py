@@ -82,15 +82,20 @@ def test_training_report_renders_every_figure_in_chromium(task2_run, tmp_path):
     assert non_blank(shot)
 
 
-def test_explain_writes_heatmaps_and_never_changes_the_prediction(task2_run, tmp_path):
-    case, model = task2_run["case"], task2_run["model"]
+def explain_once(run: dict, tmp_path: Path, kind: str) -> tuple[list[Path], list[Path]]:
+    """Run the case with and without --explain: the output must be byte-identical. Returns (pages, PNGs of kind)."""
+    case, model = run["case"], run["model"]
     plain, explained = tmp_path / "plain", tmp_path / "explained"
     assert inference.main(["--input", str(case), "--output", str(plain), "--model", str(model)]) == 0
     assert inference.main(["--input", str(case), "--output", str(explained), "--model", str(model),
                            "--explain", str(tmp_path / "explain")]) == 0
     assert (plain / "brs-probability.json").read_text() == (explained / "brs-probability.json").read_text()
-    pages = list((tmp_path / "explain").glob("*_explained.html"))
-    pngs = list((tmp_path / "explain").glob("*_attention.png"))
+    return (list((tmp_path / "explain").glob("*_explained.html")),
+            list((tmp_path / "explain").glob(f"*_{kind}.png")))
+
+
+def test_explain_writes_heatmaps_and_never_changes_the_prediction(task2_run, tmp_path):
+    pages, pngs = explain_once(task2_run, tmp_path, "attention")
     assert len(pages) == 1 and len(pngs) >= 1
     check, console, shot = render(pages[0], tmp_path, height=1400)
     assert check == {"images": len(pngs), "broken": []} and console == [] and non_blank(shot)
@@ -113,14 +118,7 @@ def test_a_classical_model_gets_occlusion_maps_in_the_report_and_from_explain(ta
     assert check == {"images": len(summary["figures"]) + len(heatmaps), "broken": []}
     assert console == [] and non_blank(shot)
 
-    case, model = task2_classical["case"], task2_classical["model"]
-    plain, explained = tmp_path / "plain", tmp_path / "explained"
-    assert inference.main(["--input", str(case), "--output", str(plain), "--model", str(model)]) == 0
-    assert inference.main(["--input", str(case), "--output", str(explained), "--model", str(model),
-                           "--explain", str(tmp_path / "explain")]) == 0
-    assert (plain / "brs-probability.json").read_text() == (explained / "brs-probability.json").read_text()
-    pages = list((tmp_path / "explain").glob("*_explained.html"))
-    pngs = list((tmp_path / "explain").glob("*_occlusion.png"))
+    pages, pngs = explain_once(task2_classical, tmp_path, "occlusion")
     assert len(pages) == 1 and len(pngs) >= 1 and not list((tmp_path / "explain").glob("*_attention.png"))
     assert "Risk change when the patch is left out" in pages[0].read_text()
     check, console, shot = render(pages[0], tmp_path, height=1600)
