@@ -21,6 +21,7 @@ import torch
 
 from chimera_surv.case import SlideInput
 from chimera_surv.deadline import RATE_ENV, Deadline, ExtractionClock, case_deadline, env_seconds
+from chimera_surv.device import maybe_compile
 from chimera_surv.encoders import get_spec, load_encoder
 from chimera_surv.patches import BLOCK_PIXELS, PatchBatches, SlideGrid, plan_blocks, progressive_blocks
 from chimera_surv.readers.slide import (
@@ -353,6 +354,8 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
     if any(len(p.grid) for p, _, _ in pending):
         if encoder is None:
             encoder = load_encoder(recipe.encoder, encoder_root, device, weights=recipe.weights)
+            if hasattr(encoder, "trunk"):  # CHIMERA_COMPILE=1 on CUDA (docs/features.md); a no-op otherwise
+                encoder.trunk = maybe_compile(encoder.trunk, encoder.mean.device)
         items, start = [], 0
         for p, _, _ in pending:
             items.append(SlideGrid(p.slide.index, p.slide.wsi, p.mpp, p.grid, start, p.tile))

@@ -168,3 +168,18 @@ def test_scaled_decode_is_part_of_the_recipe_and_reaches_the_reader(files, monke
     for recipe in (_recipe(max_patches=4), _recipe(max_patches=4, scaled_decode=False)):
         extract_case_bag([SlideInput(0, files["a"], files["a_mask"])], recipe, None)
     assert seen == [True, False]
+
+
+def test_the_encoder_trunk_goes_through_the_compile_switch(files, monkeypatch) -> None:
+    """CHIMERA_COMPILE is honoured by the extraction path itself (features.maybe_compile), not only by the benchmark."""
+    from chimera_surv import features
+
+    seen = []
+
+    def spy(module, device):
+        seen.append(device.type)
+        return module
+
+    monkeypatch.setattr(features, "maybe_compile", spy)
+    bag, _ = extract_case_bag([SlideInput(0, files["a"], files["a_mask"])], TINY, None)
+    assert seen == ["cpu"] and len(bag.features) > 0
