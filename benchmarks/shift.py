@@ -12,8 +12,14 @@ encoder]; its ridge strength is chosen by inner CV on the clean training cohort 
 cohort. Mitigations (each alone and all together), all single-patient safe:
 
 * ``rna_rank``    RNA within-sample quantile normalisation (`RNANormaliser(within_sample="quantile")`)
+* ``rna_standardise`` RNA log expression centred and scaled over the patient's own genes
+                  (`RNANormaliser(within_sample="standardise")`); the RNA mitigation of ``all``
 * ``macenko``     per-slide Macenko normalisation, estimated from the slide's own tissue (`stain.MacenkoStain`)
 * ``hed_jitter``  HED jitter of the training patches (`stain.hed_jitter`), extra jittered training copies
+* ``quality_jitter`` blur + JPEG recompression of the training patches (`stain.quality_jitter`, recipe
+                  `quality_jitter`), extra training copies (with ``hed_jitter``: both on the same copies)
+* ``rna_winsor``  RNA gene z-scores clipped at ±3 (`preprocess.rna.clip: 3`; the default clip is 10), so a
+                  platform's dropout zero or outlier moves a linear risk a bounded amount
 * ``bag_augment`` feature-space bag augmentation of the training bags (`train.augment.augment_bag`)
 
 Every configuration trains on the same rows (the clean patients plus K copies; the copies are identical where no
@@ -43,7 +49,7 @@ from chimera_surv import synthetic
 from chimera_surv.encoders import load_encoder
 from chimera_surv.preprocess import ClinicalEncoder, RNANormaliser
 from chimera_surv.readers.clinical import load_schema, parse_clinical
-from chimera_surv.stain import MacenkoStain, hed_jitter, jitter_draws
+from chimera_surv.stain import MacenkoStain, hed_jitter, jitter_draws, quality_draws, quality_jitter
 from chimera_surv.survival.metrics import harrell_c
 from train.augment import augment_bag, check_bag_augment
 
@@ -52,12 +58,20 @@ WSI_EFFECTS = ("none", "stain", "blur", "jpeg", "all")  # the others leave the s
 MITIGATIONS = {
     "none": set(),
     "rna_rank": {"rna_rank"},
+    "rna_standardise": {"rna_standardise"},
     "macenko": {"macenko"},
     "hed_jitter": {"hed_jitter"},
     "bag_augment": {"bag_augment"},
-    "all": {"rna_rank", "macenko", "hed_jitter", "bag_augment"},
+    "quality_jitter": {"quality_jitter"},
+    "rna_winsor": {"rna_winsor"},
+    "all": {"rna_standardise", "rna_winsor", "macenko", "hed_jitter", "quality_jitter", "bag_augment"},
 }
 HED_SIGMA = 0.05
+DEV_NOTE = ("The mitigation set of `all` was chosen on development seeds 0-4 (the same design): without `rna_winsor` "
+            "it recovered 0.38 of the loss there, with it 0.65; this table uses fresh seeds 5-9, never seen before "
+            "the choice.")
+RNA_WINSOR = 3.0  # `rna_winsor`: gene z-scores clipped at ±3 (preprocess.rna.clip), a dropout's zero stays bounded
+QUALITY = 1.0  # quality-jitter strength: blur sigma U(0, 2) px, JPEG quality 25-95
 BAG_AUGMENT = {"shift": 0.3, "scale": 0.1, "noise": 0.0, "drop": 0.2}
 COPIES = 2  # augmented training copies per patient
 ALPHAS = (30.0, 300.0, 3000.0, 30000.0)
@@ -66,11 +80,11 @@ ALPHAS = (30.0, 300.0, 3000.0, 30000.0)
 @dataclass(frozen=True)
 class Setup:
     n_train: int = 160
-    n_test: int = 160
+    n_test: int = 400
     panel: int = 200
     wsi_size: tuple[int, int] = (672, 448)  # level 0 at 0.5 µm/px: 6 x 4 patches of 112 px
     patch: int = 112
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (5, 6, 7, 8, 9)  # seeds 0-4 were the development seeds (DEV_NOTE)
 
 
 def _options(setup: Setup, stream: str, site: str) -> synthetic.CohortOptions:
@@ -124,8 +138,13 @@ def slide_bags(patient: synthetic.SyntheticPatient, encoder: Encoder, setup: Set
     if train:
         for k in range(COPIES):
             idx = np.arange(len(patches)) + 1000 * (k + 1)
+            seed = patient.slides[0].seed
             for name, base in (("raw", patches), ("macenko", normalised)):
-                out[f"{name}_jit{k}"] = encoder(hed_jitter(base, *jitter_draws(HED_SIGMA, 7, patient.slides[0].seed, idx)))
+                hed = hed_jitter(base, *jitter_draws(HED_SIGMA, 7, seed, idx))
+                draws = quality_draws(QUALITY, 7, seed, idx)
+                out[f"{name}_jit{k}"] = encoder(hed)
+                out[f"{name}_q{k}"] = encoder(quality_jitter(base, *draws))
+                out[f"{name}_jitq{k}"] = encoder(quality_jitter(hed, *draws))
     return out
 
 
@@ -156,6 +175,16 @@ def _pool(bag: np.ndarray) -> np.ndarray:
     return bag.mean(0)
 
 
+def _copy_suffix(mitigation: set[str]) -> str:
+    """Which augmented patch copies a mitigation trains on ("" = the unaugmented bag)."""
+    return {(True, False): "_jit", (False, True): "_q", (True, True): "_jitq"}.get(
+        ("hed_jitter" in mitigation, "quality_jitter" in mitigation), "")
+
+
+def _rna_within(mitigation: set[str]) -> str:
+    return "quantile" if "rna_rank" in mitigation else "standardise" if "rna_standardise" in mitigation else "none"
+
+
 def design(obs: Observed, mitigation: set[str], fitted: dict | None, rng: np.random.Generator | None
            ) -> tuple[np.ndarray, dict]:
     """Rows of [clinical, RNA, WSI]; training (fitted=None) also returns the fitted transforms and adds copies."""
@@ -163,7 +192,8 @@ def design(obs: Observed, mitigation: set[str], fitted: dict | None, rng: np.ran
     if train:
         schema = load_schema(3)
         fitted = {"clinical": ClinicalEncoder().fit(obs.clinical, schema),
-                  "rna": RNANormaliser(within_sample="quantile" if "rna_rank" in mitigation else "none").fit(obs.rna)}
+                  "rna": RNANormaliser(within_sample=_rna_within(mitigation),
+                                       clip=RNA_WINSOR if "rna_winsor" in mitigation else 10.0).fit(obs.rna)}
     clin = fitted["clinical"].transform(obs.clinical)
     rna = fitted["rna"].transform(obs.rna)
     key = "macenko" if "macenko" in mitigation else "raw"
@@ -174,7 +204,7 @@ def design(obs: Observed, mitigation: set[str], fitted: dict | None, rng: np.ran
         for k in range(COPIES):
             pooled = []
             for b in obs.bags:
-                bag = b[f"{key}_jit{k}"] if "hed_jitter" in mitigation else b[key]
+                bag = b[f"{key}{_copy_suffix(mitigation)}{k}"] if _copy_suffix(mitigation) else b[key]
                 pooled.append(_pool(augment_bag(bag, rng, strengths) if strengths else bag))
             blocks.append(np.hstack([clin, rna, np.array(pooled)]))
         x = np.vstack(blocks)
@@ -285,13 +315,99 @@ def summarise(runs: list[dict]) -> dict:
     }
 
 
+REAL_ALPHAS = (10.0, 100.0, 1000.0, 10000.0)
+REAL_WITHIN = ("none", "quantile", "standardise")
+
+
+def real_loso(realdata_json: Path | None = None) -> dict:
+    """dataOvarian1 (SurvSet; 4 studies): train on three studies, test on the fourth, with each RNA within-sample
+    transform; ridge Cox on [RNA z-scores, debulking], its strength by inner leave-one-study-out on the training
+    studies only; clinical-only (debulking) beside. What `model: auto` chose there is read from the real-data
+    benchmark (realdata.json), which runs the same leave-one-study-out through `python -m train`."""
+    from SurvSet.data import SurvLoader
+
+    df = SurvLoader().load_dataset("dataOvarian1")["df"].reset_index(drop=True)
+    genes = [c for c in df.columns if c.startswith("num_")]
+    study = df["fac_group"].astype(str).to_numpy()
+    debulk = (df["fac_debulk"].astype(str).to_numpy() == max(df["fac_debulk"].astype(str).unique()))
+    rna = df[genes].to_numpy(np.float64)
+    time_, event = df["time"].to_numpy(float), df["event"].to_numpy(bool)
+
+    def fit_predict(train: np.ndarray, test: np.ndarray, variant: str | None, alpha: float) -> np.ndarray:
+        blocks_tr, blocks_te = [debulk[train, None].astype(float)], [debulk[test, None].astype(float)]
+        if variant is not None:  # None: clinical only; "<within>" or "<within>+winsor"
+            within, _, winsor = variant.partition("+")
+            norm = RNANormaliser(log1p=False, within_sample=within,  # SurvSet genes are log-scale
+                                 clip=RNA_WINSOR if winsor else 10.0).fit(rna[train])
+            blocks_tr.append(norm.transform(rna[train]))
+            blocks_te.append(norm.transform(rna[test]))
+        return fit_cox(np.hstack(blocks_tr), time_[train], event[train], alpha).predict(np.hstack(blocks_te))
+
+    def inner_alpha(train: np.ndarray, variant: str | None) -> float:
+        scores = {}
+        for alpha in REAL_ALPHAS:
+            cs = []
+            for held in sorted(set(study[train])):
+                tr, va = train[study[train] != held], train[study[train] == held]
+                cs.append(harrell_c(event[va], time_[va], fit_predict(tr, va, variant, alpha)))
+            scores[alpha] = float(np.mean(cs))
+        return max(scores, key=lambda a: (scores[a], a))
+
+    rows: dict[str, dict[str, float]] = {}
+    for held in sorted(set(study)):
+        train, test = np.flatnonzero(study != held), np.flatnonzero(study == held)
+        for name, variant in [("clinical_only", None)] + [(f"rna_{w}", w) for w in REAL_WITHIN] + [
+                ("rna_none_winsor", "none+winsor"), ("rna_standardise_winsor", "standardise+winsor")]:
+            risk = fit_predict(train, test, variant, inner_alpha(train, variant))
+            rows.setdefault(name, {})[f"study_{held}"] = round(harrell_c(event[test], time_[test], risk), 4)
+    means = {name: round(float(np.mean(list(v.values()))), 4) for name, v in rows.items()}
+    out = {"cohort": "dataOvarian1", "n": len(df), "studies": {h: int((study == h).sum()) for h in sorted(set(study))},
+           "c_index": rows, "mean": means,
+           "standardise_minus_none": round(means["rna_standardise"] - means["rna_none"], 4),
+           "quantile_minus_none": round(means["rna_quantile"] - means["rna_none"], 4),
+           "winsor_minus_none": round(means["rna_none_winsor"] - means["rna_none"], 4),
+           # how the table's genes arrive: per-study gene means (~0 when the curators standardised each study)
+           "max_abs_gene_mean_per_study": {h: round(float(np.abs(rna[study == h].mean(0)).max()), 3)
+                                           for h in sorted(set(study))}}
+    if realdata_json is not None and realdata_json.is_file():
+        block = json.loads(realdata_json.read_text())["cohorts"].get("dataOvarian1", {}).get("holdout", {})
+        out["auto_rna_within"] = {k: v.get("auto_rna_within") for k, v in block.get("splits", {}).items()}
+    return out
+
+
+def real_markdown(real: dict) -> list[str]:
+    names = list(real["c_index"])
+    splits = list(real["c_index"][names[0]])
+    lines = ["", (f"## Real multi-study cohort: {real['cohort']} (n = {real['n']}, studies {real['studies']}), "
+                  "leave-one-study-out"), "",
+             "| model | " + " | ".join(splits) + " | mean |", "|---|" + "---|" * (len(splits) + 1)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{real['c_index'][name][s]:.3f}" for s in splits)
+                     + f" | {real['mean'][name]:.3f} |")
+    verdict = ("is at least" if real["standardise_minus_none"] >= 0 else "is NOT at least")
+    lines += ["", (f"- Within-sample standardisation minus none: {real['standardise_minus_none']:+.4f}; quantile "
+                   f"minus none: {real['quantile_minus_none']:+.4f}. Leave-one-study-out C-index with the RNA "
+                   f"within-sample mitigation {verdict} that without it on this cohort. Winsorised gene z-scores "
+                   f"(±{RNA_WINSOR:g}) minus none: {real['winsor_minus_none']:+.4f}."),
+              (f"- Why, as far as the data show: the table's genes arrive already standardised within each study "
+               f"(largest |per-gene mean| per study: {real['max_abs_gene_mean_per_study']}), a cohort-level "
+               "harmonisation by the data's curators that a one-patient container cannot repeat; what a within-sample "
+               "transform removes on top of it is signal. The mitigation is therefore not a default: `model: auto` "
+               "tries it only by inner leave-one-cohort-out and keeps it only where its mean paired gain over the held-out "
+               "training cohorts exceeds one standard error.")]
+    if real.get("auto_rna_within"):
+        lines.append(f"- What `model: auto` chose by inner leave-one-study-out in the real-data benchmark's "
+                     f"leave-one-study-out splits (realdata.json): {real['auto_rna_within']}.")
+    return lines
+
+
 def markdown(result: dict) -> str:
     s = result["summary"]
     lines = [
         "# Cohort shift on synthetic Task 3 cohorts", "",
         f"Written by `benchmarks/shift.py` ({result['setup']}); mean over seeds {result['setup']['seeds']}.",
         ("Rows: mitigation the model was trained/applied with. Columns: the site effect the *same* test patients "
-        "are observed through. Harrell's C."), "",
+        "are observed through. Harrell's C."), "", result.get("dev_note", ""), "",
         "| mitigation | " + " | ".join(EFFECTS) + " |", "|---|" + "---|" * len(EFFECTS)]
     for m, row in s["mean_c_index"].items():
         lines.append(f"| {m} | " + " | ".join(f"{row[e]:.3f}" for e in EFFECTS) + " |")
@@ -305,6 +421,8 @@ def markdown(result: dict) -> str:
         "| best single mitigation |"), "|---|---|---|---|"]
     for effect, row in s["per_effect"].items():
         lines.append(f"| {effect} | {row['lost']:+.3f} | {row['gained_all']:+.3f} | {row['best_single']} |")
+    if result.get("real"):
+        lines += real_markdown(result["real"])
     lines += ["", "| seed | lost | gained | recovered | clean change |",
         "|---|---|---|---|---|"]
     for p in s["per_seed"]:
@@ -319,10 +437,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--from-json", type=Path, default=None, help="re-summarise the runs of a shift.json")
+    parser.add_argument("--real-only", action="store_true", help="recompute only the real multi-study section of "
+                        "the shift.json in --out (after a real-data benchmark run)")
     args = parser.parse_args(argv)
-    if args.from_json:
-        result = json.loads(args.from_json.read_text())
+    if args.from_json or args.real_only:
+        result = json.loads((args.from_json or args.out / "shift.json").read_text())
         result["summary"] = summarise(result["runs"])
+        if args.real_only:
+            result["real"] = real_loso(args.out / "realdata.json")
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "shift.json").write_text(json.dumps(result, indent=1) + "\n")
         (args.out / "shift.md").write_text(markdown(result))
@@ -336,9 +458,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = [run_seed(seed, setup, encoder, lambda m: print(m, flush=True)) for seed in setup.seeds]
     result = {"setup": {"n_train": setup.n_train, "n_test": setup.n_test, "panel": setup.panel,
                         "wsi_size": list(setup.wsi_size), "patch": setup.patch, "seeds": list(setup.seeds),
-                        "copies": COPIES, "hed_sigma": HED_SIGMA, "bag_augment": BAG_AUGMENT,
-                        "alphas": list(ALPHAS)},
+                        "copies": COPIES, "hed_sigma": HED_SIGMA, "quality_jitter": QUALITY, "bag_augment": BAG_AUGMENT,
+                        "alphas": list(ALPHAS), "rna_winsor": RNA_WINSOR},
+              "dev_note": DEV_NOTE,
               "summary": summarise(runs), "runs": runs,
+              "real": None if args.quick else real_loso(args.out / "realdata.json"),
               "seconds": round(time.perf_counter() - started, 1), "machine": platform.platform()}
     print(markdown(result))
     if not args.quick:

@@ -77,9 +77,11 @@ class FeatureRecipe:
     mask_fallback: str = "threshold"  # when the mask is missing/misaligned: "threshold" tissue estimate or "skip"
     scaled_decode: bool = True
     # stain (chimera_surv/stain.py): per-slide normalisation ("none" | "macenko", fitted on the slide itself) and
-    # HED jitter sigma for training extraction (export writes 0: the container never jitters)
+    # HED jitter sigma and blur/JPEG quality-jitter strength (0-1) for training extraction (export drops both: the
+    # container never jitters)
     stain_norm: str = "none"
     stain_jitter: float = 0.0
+    quality_jitter: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +102,8 @@ class FeatureRecipe:
             data.pop(speed_only)
         if not self.scaled_decode:  # every backend then gives the same pixels
             data.pop("backend")
-        for stain_field, off in (("stain_norm", "none"), ("stain_jitter", 0.0)):  # keys of older recipes unchanged
+        for stain_field, off in (("stain_norm", "none"), ("stain_jitter", 0.0), ("quality_jitter", 0.0)):
+            # keys of older recipes unchanged
             if data[stain_field] == off:
                 data.pop(stain_field)
         data["code_version"] = FEATURES_CODE_VERSION
@@ -203,9 +206,9 @@ def _slide_stain(wsi: WSI, mask: TissueMask, recipe: FeatureRecipe, label: str, 
             fitted = fit_slide_stain(wsi, mask.tissue)
         except (ValueError, SlideError, np.linalg.LinAlgError) as error:
             issues.append(f"{label}: stain normalisation skipped ({error})")
-    if fitted is None and recipe.stain_jitter <= 0:
+    if fitted is None and recipe.stain_jitter <= 0 and recipe.quality_jitter <= 0:
         return None
-    return PatchStain(fitted, recipe.stain_jitter)
+    return PatchStain(fitted, recipe.stain_jitter, quality=recipe.quality_jitter)
 
 
 def _slide_cache_path(cache_dir: Path, recipe: FeatureRecipe, prepared: _Prepared, cap: int | None) -> Path:

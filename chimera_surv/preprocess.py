@@ -180,29 +180,39 @@ def _categories_per_column(schema: Any) -> Iterable[tuple[str, ...]]:
             yield feature.categories
 
 
-WITHIN_SAMPLE = ("none", "rank", "quantile")
+WITHIN_SAMPLE = ("none", "rank", "quantile", "standardise")
+_ORDER_ONLY = ("rank", "quantile")  # transforms of the order alone: applied to the raw values, log1p skipped
 
 
 def within_sample(matrix: np.ndarray, kind: str) -> np.ndarray:
     """Each row (one patient) transformed on its own profile only, so nothing depends on other patients.
 
-    Why: a platform's library size and dynamic range (any monotone per-sample distortion) change the values but
-    not their order within a sample; a transform of the order alone removes them for a single patient, where
-    standardising a test patient on itself would remove the signal. `rank`: (average rank - 0.5) / G_finite in
-    (0, 1); `quantile`: the normal scores of those ranks (a within-sample quantile normalisation to N(0, 1)).
-    Non-finite values stay NaN and are left out of the ranking.
+    Why: a platform's library size and dynamic range change the values of every gene of a sample together; a
+    transform fitted to that sample's own profile removes them for a single patient, where standardising a test
+    patient's genes on itself (per gene, one value) would remove the signal. `rank`: (average rank - 0.5) /
+    G_finite in (0, 1); `quantile`: the normal scores of those ranks (a within-sample quantile normalisation);
+    both remove any monotone per-sample distortion but turn a platform's gene-wise offsets into changes of order.
+    `standardise`: the row centred on its mean and divided by its SD over genes (apply to log expression); it
+    removes exactly a per-sample affine distortion of log expression (library size, range compression) and leaves
+    a gene-wise offset a near-constant offset, which a linear risk ranks patients through unchanged.
+    Non-finite values stay NaN and are left out.
     """
     if kind not in WITHIN_SAMPLE:
         raise ValueError(f"within_sample must be one of {WITHIN_SAMPLE}, got {kind!r}")
     x = np.asarray(matrix, dtype=np.float64)
     if kind == "none":
         return x
+    x = np.atleast_2d(np.where(np.isfinite(x), x, np.nan))
+    count = np.isfinite(x).sum(axis=1, keepdims=True)
+    if kind == "standardise":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centre = np.nansum(x, axis=1, keepdims=True) / np.maximum(count, 1)
+            spread = np.sqrt(np.nansum((x - centre) ** 2, axis=1, keepdims=True) / np.maximum(count, 1))
+        return (x - centre) / np.where(spread > _EPS, spread, 1.0)
     from scipy.special import ndtri
     from scipy.stats import rankdata
 
-    x = np.atleast_2d(np.where(np.isfinite(x), x, np.nan))
     ranks = rankdata(x, axis=1, nan_policy="omit")
-    count = np.isfinite(x).sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         u = (ranks - 0.5) / count
     return ndtri(u) if kind == "quantile" else u
@@ -212,8 +222,9 @@ class RNANormaliser:
     """Within-sample transform (optional) → signed log1p (optional) → the `top_var` most variable genes (optional)
     → z-score (NaN → training mean) → `pca` components (optional).
 
-    `within_sample` ("none", "rank", "quantile", see `within_sample`) replaces the values by their order within
-    the patient's own profile; log1p is then skipped (it would only bend a fixed scale).
+    `within_sample` (see `within_sample`): "rank" / "quantile" replace the values by their order within the
+    patient's own profile (log1p is then skipped: it would only bend a fixed scale); "standardise" centres and
+    scales the patient's log expression over its own genes.
 
     PCA is a numpy SVD of the training z-scores; components are sign-fixed (largest loading positive) so the
     same data always give the same features. With `zscore=False` values are only imputed, not scaled.
@@ -255,10 +266,12 @@ class RNANormaliser:
         self.pca_scale: np.ndarray | None = None
 
     def _log(self, x: np.ndarray) -> np.ndarray:
-        """The per-value step on the full gene vector: within-sample order, else signed log1p, else identity."""
-        if self.within_sample != "none":
+        """The per-sample step on the full gene vector: within-sample order, else signed log1p (or identity)
+        followed by the within-sample standardisation when asked."""
+        if self.within_sample in _ORDER_ONLY:
             return within_sample(x, self.within_sample)
-        return np.sign(x) * np.log1p(np.abs(x)) if self.log1p else x
+        logged = np.sign(x) * np.log1p(np.abs(x)) if self.log1p else x
+        return within_sample(logged, self.within_sample)
 
     def fit(self, matrix: np.ndarray, genes: Sequence[str] | None = None) -> RNANormaliser:
         x = np.asarray(matrix, dtype=np.float64)

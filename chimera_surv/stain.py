@@ -1,10 +1,13 @@
-"""Stain: per-slide Macenko normalisation (inference and training) and HED jitter (training extraction only).
+"""Stain: per-slide Macenko normalisation (inference and training); HED jitter and focus/codec (quality) jitter
+(training extraction only).
 
 Why: a second hospital's dye lot, staining time and scanner move every colour a frozen patch encoder sees. The
 container sees one patient per run, so nothing may be fitted on the test cohort; Macenko's stain vectors and
 concentration scale are estimated from the slide itself (its tissue pixels at low resolution), which is safe
 for a single patient. HED jitter (Tellez et al. 2018) perturbs the haematoxylin, eosin and DAB channels of each
-training patch so the downstream model sees more than one stain.
+training patch so the downstream model sees more than one stain; quality jitter blurs and JPEG-recompresses
+training patches (the scanner focus and codec of another site, which no normalisation undoes), so the model
+learns to lean less on features those move (Tellez et al. 2019 augment blur and noise the same way).
 
 torchstain (MIT) implements Macenko per *image*; a slide needs the vectors of the whole slide applied to each
 patch, so the estimate and the mapping are written here and tested against torchstain (a test-only oracle):
@@ -116,13 +119,41 @@ def jitter_draws(sigma: float, seed: int, slide: int, patch_indices: np.ndarray)
     return 1.0 + sigma * draws[:, :3], sigma * draws[:, 3:]
 
 
-class PatchStain:
-    """What the patch reader applies to one slide's patches: its Macenko map and/or the training jitter."""
+def quality_draws(strength: float, seed: int, slide: int, patch_indices: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(blur sigma in px, JPEG quality) per patch: U(0, 2·s) and an integer in [95 - 70·s, 95], keyed like
+    `jitter_draws` (its own stream), so a patch gets the same draw whatever the batching."""
+    draws = np.array([np.random.default_rng(np.random.SeedSequence([seed, slide, int(i), 1])).uniform(0, 1, 2)
+                      for i in patch_indices]).reshape(-1, 2)
+    s = float(np.clip(strength, 0.0, 1.0))
+    return 2.0 * s * draws[:, 0], np.round(95 - 70 * s * draws[:, 1]).astype(int)
 
-    def __init__(self, stain: MacenkoStain | None, jitter: float = 0.0, seed: int = 0) -> None:
+
+def quality_jitter(patches: np.ndarray, blur_px: np.ndarray, jpeg_quality: np.ndarray) -> np.ndarray:
+    """Each patch Gaussian-blurred by its sigma (px) and re-encoded as JPEG at its quality; (B, H, W, 3) uint8."""
+    import io
+
+    from PIL import Image, ImageFilter
+
+    out = np.empty_like(patches)
+    for k, patch in enumerate(np.asarray(patches, dtype=np.uint8)):
+        image = Image.fromarray(patch)
+        if blur_px[k] > 0.05:
+            image = image.filter(ImageFilter.GaussianBlur(float(blur_px[k])))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=int(jpeg_quality[k]))
+        out[k] = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    return out
+
+
+class PatchStain:
+    """What the patch reader applies to one slide's patches: its Macenko map and/or the training jitters."""
+
+    def __init__(self, stain: MacenkoStain | None, jitter: float = 0.0, seed: int = 0, quality: float = 0.0) -> None:
         self.stain = stain
         self.jitter = float(jitter)
         self.seed = int(seed)
+        self.quality = float(quality)
 
     def __call__(self, patches_nhwc: np.ndarray, slide: int, patch_indices: np.ndarray) -> np.ndarray:
         """`patch_indices`: the patches' positions in the slide's grid (the jitter key)."""
@@ -131,4 +162,6 @@ class PatchStain:
             out = self.stain.normalise(out)
         if self.jitter > 0:
             out = hed_jitter(out, *jitter_draws(self.jitter, self.seed, slide, patch_indices))
+        if self.quality > 0:
+            out = quality_jitter(out, *quality_draws(self.quality, self.seed, slide, patch_indices))
         return out

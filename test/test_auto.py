@@ -175,3 +175,69 @@ def test_train_cli_with_model_auto_reports_its_choice(tmp_path):
     bundle = load_bundle(tmp_path / "bundle")
     record = parse_clinical({"ki67": 60, "grade": "high"}, bundle.clinical_schema)
     assert np.isfinite(bundle.predict(ModalityInputs(clinical=record)).value)
+
+
+def _site_shifted_ctx(tmp_path, within_options):
+    """RNA seen through per-patient library sizes and range compressions of log expression, which `standardise`
+    removes within each sample and a gene-wise z-score does not."""
+    ctx = _ctx(tmp_path, {"name": "auto", "rna_within": within_options})
+    data = ctx.data
+    rng = np.random.default_rng(5)
+    log_x = np.log(data.rna.astype(np.float64))  # the signal genes, plus 50 more so a profile has a shape of its own
+    log_x = np.hstack([4.0 + log_x, rng.normal(4.0, 1.0, 50) + 0.3 * rng.normal(size=(len(log_x), 50))])
+    for i in range(len(log_x)):  # every patient's library size and range differ (two platforms, fresh samples)
+        log_x[i] = 4.0 + rng.normal(0, 1.0) + rng.uniform(0.3, 1.0) * (log_x[i] - 4.0)
+    data.rna = np.exp(log_x).astype(np.float32)
+    return ctx
+
+
+def test_auto_chooses_the_rna_within_sample_transform_on_held_out_cohorts(tmp_path):
+    from train.auto import refit, select
+
+    ctx = _site_shifted_ctx(tmp_path, ["standardise"])
+    everyone = list(range(len(ctx.data)))
+    choice = select(ctx, ctx.config["model"], everyone, seed=0)
+    scores = choice["rna_within_scores"]
+    assert set(scores) == {"none", "standardise"}
+    assert choice["rna_within"] in scores and scores[choice["rna_within"]] == choice["scores"][choice["chosen"]]
+    # every profile distorted per patient: the harmonisation wins on both held-out cohorts and replaces `none`
+    assert choice["rna_within"] == "standardise" and scores["standardise"] > scores["none"]
+    _, (enc, _, _) = refit(ctx, ctx.config["model"], choice, everyone, seed=0)
+    assert enc.preprocessing["rna"]["within_sample"] == choice["rna_within"]  # what the bundle's member records
+    from train.auto import _choice_summary, auto_markdown
+
+    text = auto_markdown({"exported": _choice_summary(choice)})  # the report says which transform won and why
+    assert f"RNA within-sample transform: **{choice['rna_within']}**" in text
+    forced = select(ctx, {"name": "auto", "rna_within": []}, everyone, seed=0)
+    assert forced["rna_within"] == "none" and set(forced["rna_within_scores"]) == {"none"}
+
+
+def test_auto_tries_no_rna_transform_without_held_out_cohorts(tmp_path):
+    from train.auto import select
+
+    ctx = _site_shifted_ctx(tmp_path, ["standardise"])
+    choice = select(ctx, {"name": "auto", "loco": False}, list(range(len(ctx.data))), seed=0)
+    assert choice["inner"] == "kfold" and choice["rna_within"] == "none" and "rna_within_scores" not in choice
+
+
+def test_auto_fixed_option_overrides_the_inner_choice_and_is_checked(tmp_path):
+    from train.auto import select
+
+    ctx = _ctx(tmp_path, "auto")
+    everyone = list(range(len(ctx.data)))
+    choice = select(ctx, {"name": "auto", "fixed": "ensemble_top3", "loco": False}, everyone, seed=0)
+    assert choice["chosen"] == "ensemble_top3" and len(choice["parts"]) == 3
+    with pytest.raises(ValueError, match="auto.fixed"):
+        select(ctx, {"name": "auto", "fixed": "no_such_option", "loco": False}, everyone, seed=0)
+
+
+def test_auto_restricted_to_some_modalities_uses_only_those(tmp_path):
+    from train.auto import refit, select
+
+    ctx = _ctx(tmp_path, "auto")
+    everyone = list(range(len(ctx.data)))
+    arch = {"name": "auto", "modalities": ["clinical"], "loco": False}
+    choice = select(ctx, arch, everyone, seed=0)
+    assert not any(n.startswith(("backbone", "residual")) for n in choice["scores"])  # nothing else to add
+    model, _ = refit(ctx, arch, choice, everyone, seed=0)
+    assert model.modalities == ["clinical"]

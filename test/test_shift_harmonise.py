@@ -36,6 +36,24 @@ def test_within_sample_removes_library_size_and_dynamic_range(kind):
     assert not np.allclose(logged.transform(x), logged.transform(distorted), atol=1e-3)
 
 
+def test_within_sample_standardise_removes_a_per_sample_affine_of_log_expression():
+    logged = np.log1p(_profiles(6))
+    rng = np.random.default_rng(4)
+    distorted = rng.normal(0, 1, (6, 1)) + rng.uniform(0.5, 1.5, (6, 1)) * logged  # library size, range per sample
+    out = within_sample(logged, "standardise")
+    assert np.allclose(out, within_sample(distorted, "standardise"))
+    assert np.allclose(out.mean(1), 0) and np.allclose(out.std(1), 1)
+    offset = rng.normal(0, 0.4, logged.shape[1])  # a platform's gene-wise offset: the same for every patient ...
+    moved = within_sample(logged + offset, "standardise") - out
+    # ... stays nearly a constant per gene: it varies far less between patients than between genes
+    assert moved.std(0).mean() < 0.15 * moved.mean(0).std()
+    row = np.array([[1.0, np.nan, 3.0, 3.0]])
+    assert np.isnan(within_sample(row, "standardise")[0, 1])
+    assert np.allclose(within_sample(np.full((1, 4), 2.0), "standardise"), 0)  # a flat profile: centred, no NaN
+    norm = RNANormaliser(within_sample="standardise").fit(np.expm1(logged))
+    assert np.allclose(norm._log(np.expm1(logged)), out)  # log1p first, then the row standardisation
+
+
 def test_within_sample_rank_values_and_missing_genes():
     row = np.array([[5.0, 0.0, np.nan, 2.0, 2.0]])
     out = within_sample(row, "rank")
@@ -60,7 +78,7 @@ def test_within_sample_normaliser_is_recorded_and_round_trips():
 
 def test_rna_transform_of_one_patient_does_not_depend_on_the_others():
     x = _profiles(10, seed=1)
-    for kind in ("none", "rank", "quantile"):
+    for kind in ("none", "rank", "quantile", "standardise"):
         norm = RNANormaliser(within_sample=kind, top_var=15).fit(_profiles(30, seed=2))
         batch = norm.transform(x)
         for i in range(len(x)):

@@ -12,7 +12,7 @@ from test_slide_fixtures import make_slide
 from chimera_surv import synthetic
 from chimera_surv.case import SlideInput
 from chimera_surv.features import FeatureRecipe, extract_case_bag
-from chimera_surv.stain import MacenkoStain, hed_jitter, jitter_draws
+from chimera_surv.stain import MacenkoStain, hed_jitter, jitter_draws, quality_draws, quality_jitter
 from chimera_surv.writers import write_mask, write_wsi
 from train.export import _inference_recipe
 
@@ -65,6 +65,21 @@ def test_hed_jitter_is_keyed_per_patch_and_bounded():
     assert np.abs(same.astype(int) - patches.astype(int)).max() <= 1
 
 
+def test_quality_jitter_blurs_and_recompresses_per_patch():
+    patches = np.stack([_slide(None)[0][:64, :64]] * 4)
+    blur, quality = quality_draws(1.0, 0, 1, np.arange(4))
+    assert ((blur >= 0) & (blur <= 2)).all() and ((quality >= 25) & (quality <= 95)).all()
+    again = quality_draws(1.0, 0, 1, np.arange(2, 4))
+    assert np.array_equal(again[0], blur[2:]) and np.array_equal(again[1], quality[2:])  # keyed per patch
+    out = quality_jitter(patches, blur, quality)
+    assert out.shape == patches.shape and out.dtype == np.uint8
+    assert np.array_equal(out, quality_jitter(patches, blur, quality))  # deterministic
+    sharp = np.abs(np.diff(patches[0].astype(float), axis=0)).mean()
+    strong = quality_jitter(patches[:1], np.array([2.0]), np.array([95]))
+    assert np.abs(np.diff(strong[0].astype(float), axis=0)).mean() < 0.8 * sharp  # blur removes edges
+    assert quality_draws(0.0, 0, 1, np.arange(3))[0].max() == 0 and (quality_draws(0.0, 0, 1, np.arange(3))[1] == 95).all()
+
+
 @pytest.fixture(scope="module")
 def site_slides(tmp_path_factory):
     directory = tmp_path_factory.mktemp("stain")
@@ -101,6 +116,12 @@ def test_jitter_is_deterministic_and_left_out_of_the_exported_recipe(site_slides
     assert not np.allclose(a.features, plain.features, rtol=0, atol=1e-3)
     exported = _inference_recipe(jitter.to_dict())
     assert "stain_jitter" not in exported and FeatureRecipe.from_dict(exported).stain_jitter == 0.0
+    quality = dataclasses.replace(TINY, quality_jitter=0.5)
+    assert quality.key() != TINY.key()
+    q, _ = extract_case_bag([site_slides["clean"]], quality, None)
+    assert not np.allclose(q.features, plain.features, rtol=0, atol=1e-3)
+    assert np.array_equal(q.features, extract_case_bag([site_slides["clean"]], quality, None)[0].features)
+    assert "quality_jitter" not in _inference_recipe(quality.to_dict())
     with pytest.raises(ValueError, match="stain_norm"):
         extract_case_bag([site_slides["clean"]], dataclasses.replace(TINY, stain_norm="reinhard"), None)
 

@@ -32,6 +32,7 @@ from train.fit import score
 from train.folds import repeated_kfold
 
 AUTO_DEFAULTS: dict[str, Any] = {
+    "modalities": None,  # the modalities the whole choice may use (None: the run's); e.g. [clinical] for a baseline
     "candidates": {
         "clinical_ridge": {"family": "ridge", "modalities": ["clinical"]},
         "ridge": {"family": "ridge"},
@@ -43,9 +44,15 @@ AUTO_DEFAULTS: dict[str, Any] = {
     "lambdas": [0.0, 0.25, 0.5, 1.0, 2.0, 4.0],
     "ensembles": [2, 3],
     "inner_folds": 4,
+    "inner_repeats": 1,
     "loco": True,
     "loco_min_size": 20,
     "one_se": 0.0,
+    "fixed": None,  # an option name (e.g. "ensemble_top3") used whatever the inner scores; they are still reported
+    # RNA within-sample transforms to choose among (preprocess.py WITHIN_SAMPLE) when the inner splits hold out
+    # whole cohorts; the configured `preprocess.rna.within_sample` is always the first option and the only one
+    # under k-fold, where a single site cannot show whether a harmonisation transfers
+    "rna_within": ["standardise"],
     "pools": ["mean", "max", "std"],
     "wsi_components": 16,
 }
@@ -65,6 +72,11 @@ def auto_settings(arch: Any, config: dict[str, Any]) -> dict[str, Any]:
         settings["candidates"] = {"model": {k: v for k, v in arch.items() if k not in AUTO_DEFAULTS}}
         settings["backbone_residual"], settings["ensembles"] = False, []
     return settings
+
+
+def _available(settings: dict[str, Any], modalities: list[str]) -> list[str]:
+    wanted = settings.get("modalities")
+    return [m for m in modalities if not wanted or m in wanted]
 
 
 def _modalities(cand: dict[str, Any], available: list[str]) -> list[str]:
@@ -100,22 +112,38 @@ def inner_splits(data: Any, train: list[int], settings: dict[str, Any],
                 for c in big], "loco"
     outcome = [data.outcome[i] for i in train]
     k = int(settings["inner_folds"])
-    folds = repeated_kfold(outcome, ["all"] * len(train), k, 1, seed)
+    folds = repeated_kfold(outcome, ["all"] * len(train), k, int(settings.get("inner_repeats", 1)), seed)
     return [([train[j] for j in s.train], [train[j] for j in s.test]) for s in folds], "kfold"
 
 
-def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int) -> Inner:
+def with_rna_within(config: dict[str, Any], within: str | None) -> dict[str, Any]:
+    """The config with `preprocess.rna.within_sample` set (None: unchanged)."""
+    if within is None:
+        return config
+    out = copy.deepcopy(config)
+    out.setdefault("preprocess", {}).setdefault("rna", {})["within_sample"] = within
+    return out
+
+
+def configured_within(config: dict[str, Any]) -> str:
+    return str(((config.get("preprocess") or {}).get("rna") or {}).get("within_sample") or "none")
+
+
+def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int,
+              within: str | None = None) -> Inner:
     data = ctx.data
+    config = with_rna_within(ctx.config, within)
     splits, kind = inner_splits(data, train, settings, seed)
-    candidates = _candidates(settings, data.modalities)
+    available = _available(settings, data.modalities)
+    candidates = _candidates(settings, available)
     oof: dict[str, np.ndarray] = {}
     null: set[str] = set()
     for tr, va in splits:
-        enc = encode_fold(data, tr, ctx.schema, ctx.config)
+        enc = encode_fold(data, tr, ctx.schema, config)
         rows, present = design_rows(enc, data, data.modalities, settings["pools"])
         y = Target.of(data, tr, ctx.survival)
         for name, cand in candidates.items():
-            mods = _modalities(cand, data.modalities)
+            mods = _modalities(cand, available)
             blocks = fit_blocks(rows, present, tr, mods, settings["pools"], settings["wsi_components"])
             X = design(blocks, rows, present, len(data))
             for g, predictor in enumerate(_family(cand).fit_grid(X[tr], y, seed)):
@@ -170,7 +198,7 @@ def _z(risk: np.ndarray, idx: list[int]) -> tuple[float, float]:
 def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
     """The winning specification and every option's inner scores (what the report shows)."""
     data, survival = ctx.data, ctx.survival
-    candidates = _candidates(settings, data.modalities)
+    candidates = _candidates(settings, _available(settings, data.modalities))
     covered = sorted({i for _, va in inner.splits for i in va})
     options: dict[str, dict[str, Any]] = {}
     best: dict[str, tuple[int, float, list[float]]] = {}
@@ -210,7 +238,12 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
     # complexity order, and with 4 inner folds one SE (~0.03) spans most family differences, so the rule returned
     # whichever candidate came first.
     chosen = max(options, key=lambda n: options[n]["score"])
+    if settings.get("fixed"):
+        if settings["fixed"] not in options:
+            raise ValueError(f"auto.fixed: {settings['fixed']!r} is not an option here (options: {sorted(options)})")
+        chosen = settings["fixed"]
     return {"chosen": chosen, "parts": options[chosen]["parts"], "inner": inner.kind,
+            "chosen_fold_scores": [round(v, 6) for v in options[chosen]["fold_scores"]],
             "n_inner_splits": len(inner.splits), "best": chosen, "rule": rule_text(settings),
             "scores": {n: round(o["score"], 4) for n, o in options.items()},
             "settings": {n: _family(candidates[n]).grid()[g] for n, (g, _, _) in best.items()},
@@ -242,21 +275,43 @@ def _standard_error(values: list[float]) -> float:
 
 
 def select(ctx: Any, arch: Any, train: list[int], seed: int) -> dict[str, Any]:
+    """The choice of `choose`; with RNA and leave-one-cohort-out inner splits, also the RNA within-sample
+    transform. Each of `rna_within` gets the same inner splits, and replaces the configured transform only when its
+    best option wins consistently over the held-out cohorts: the mean paired gain over the inner splits exceeds one
+    standard error of those gains. A harmonisation is thus used where it transferred between the training cohorts,
+    not on a noise-sized difference (dataOvarian1: +0.003 inner, -0.005 on the held-out studies), and never because
+    of the reported fold."""
     settings = auto_settings(arch, ctx.config)
-    return choose(ctx, run_inner(ctx, train, settings, seed), settings)
+    base = configured_within(ctx.config)
+    inner = run_inner(ctx, train, settings, seed)
+    choice = {**choose(ctx, inner, settings), "rna_within": base}
+    if inner.kind != "loco" or "rna" not in _available(settings, ctx.data.modalities):
+        return choice
+    first = choice
+    by_within = {base: choice["scores"][choice["chosen"]]}
+    for within in settings["rna_within"]:
+        if within in by_within:
+            continue
+        other = {**choose(ctx, run_inner(ctx, train, settings, seed, within), settings), "rna_within": within}
+        by_within[within] = other["scores"][other["chosen"]]
+        gain = np.asarray(other["chosen_fold_scores"]) - np.asarray(first["chosen_fold_scores"])
+        if np.mean(gain) - _standard_error(list(gain)) > 0 and by_within[within] > by_within[choice["rna_within"]]:
+            choice = other
+    return {**choice, "rna_within_scores": {k: round(v, 4) for k, v in by_within.items()}}
 
 
 def refit(ctx: Any, arch: Any, choice: dict[str, Any], train: list[int], seed: int) -> tuple[ClassicalModel, Any]:
     """Fit the chosen parts on the whole training part; returns the model and the fold's encoding."""
     data = ctx.data
     settings = auto_settings(arch, ctx.config)
-    enc = encode_fold(data, train, ctx.schema, ctx.config)
+    enc = encode_fold(data, train, ctx.schema, with_rna_within(ctx.config, choice.get("rna_within")))
     rows, present = design_rows(enc, data, data.modalities, settings["pools"])
     y = Target.of(data, train, ctx.survival)
     parts = []
     for p in choice["parts"]:
         cand = choice["candidates"][p["candidate"]]
-        blocks = fit_blocks(rows, present, train, _modalities(cand, data.modalities), settings["pools"],
+        blocks = fit_blocks(rows, present, train, _modalities(cand, _available(settings, data.modalities)),
+                            settings["pools"],
                             settings["wsi_components"])
         X = design(blocks, rows, present, len(data))
         predictor = fit_setting(_family(cand), X[train], y, seed, p["setting"])
@@ -291,7 +346,7 @@ def run_classical_split(ctx: Any, arch_name: str, arch: Any, split: Any, seed: i
 
 def _choice_summary(choice: dict[str, Any]) -> dict[str, Any]:
     return {k: choice.get(k) for k in ("chosen", "best", "rule", "inner", "n_inner_splits", "scores",
-                                       "settings")}
+                                       "settings", "rna_within", "rna_within_scores")}
 
 
 def classical_member(ctx: Any, arch: Any, choice: dict[str, Any], split: Any,
@@ -330,6 +385,11 @@ def auto_markdown(section: dict[str, Any]) -> str:
              "| option | mean inner score |", "|---|---|"]
     for name, value in sorted(exported["scores"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name}{' (chosen)' if name == exported['chosen'] else ''} | {value:.4f} |")
+    if exported.get("rna_within_scores"):
+        tried = ", ".join(f"{k} {v:.4f}" for k, v in exported["rna_within_scores"].items())
+        lines += ["", (f"RNA within-sample transform: **{exported['rna_within']}** (best inner leave-one-cohort-out "
+                       f"score per transform: {tried}; another transform replaces the configured one only when its "
+                       "mean paired gain over the held-out cohorts exceeds one standard error).")]
     if section.get("cv_choices"):
         counts = ", ".join(f"{k} × {v}" for k, v in section["cv_choices"].items())
         lines += ["", f"Inside the CV (each outer training part chose on its own inner splits): {counts}."]

@@ -47,7 +47,7 @@ class CohortConfig(_Section):
 class RnaPreprocess(_Section):
     scale: Literal["counts", "log"] = "counts"  # counts: log1p applied; log: already log-transformed (data.py)
     log1p: bool | None = None  # legacy; must agree with `scale` when given
-    within_sample: Literal["none", "rank", "quantile"] = "none"  # single-patient-safe transform (preprocess.py)
+    within_sample: Literal["none", "rank", "quantile", "standardise"] = "none"  # single-patient-safe transform (preprocess.py)
     zscore: bool = True
     top_var: int | None = None
     pca: int | None = None

@@ -68,4 +68,4 @@ def _inference_recipe(recipe: dict[str, Any] | None) -> dict[str, Any] | None:
     """The recipe the container extracts with: training-only stain jitter removed (stain.py)."""
     if recipe is None:
         return None
-    return {k: v for k, v in recipe.items() if k != "stain_jitter"}
+    return {k: v for k, v in recipe.items() if k not in ("stain_jitter", "quality_jitter")}

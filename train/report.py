@@ -68,9 +68,20 @@ def cv_summary(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[str
         }
     for r in holdout:
         point, low, high = _ci(ctx, r["test"], np.asarray(r["risk"]), n_boot)
+        cv_mean = out["architectures"].get(r["arch"], {}).get("fold_mean")
         out["holdout"].append({"arch": r["arch"], "split": r["split"], "n_test": len(r["test"]), "value": point,
-                               "ci95": [low, high], "modalities": r["modalities"]})
+                               "ci95": [low, high], "modalities": r["modalities"], "cv_fold_mean": cv_mean,
+                               "drop_vs_cv": None if cv_mean is None else point - cv_mean})
+    _clinical_beside(out["holdout"])
     return out
+
+
+def _clinical_beside(rows: list[dict[str, Any]]) -> None:
+    """Each cohort-held-out row gets the clinical-only architecture's value on the same split (the first
+    architecture whose modalities are clinical alone), so a row shows what the other modalities add on a new site."""
+    for row in rows:
+        clinical = next((r for r in rows if r["split"] == row["split"] and r["modalities"] == ["clinical"]), None)
+        row["clinical_only"] = None if clinical is None else {"arch": clinical["arch"], "value": clinical["value"]}
 
 
 def model_choice(ctx: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
