@@ -51,8 +51,9 @@ AUTO_DEFAULTS: dict[str, Any] = {
     "fixed": None,  # an option name (e.g. "ensemble_top3") used whatever the inner scores; they are still reported
     # RNA within-sample transforms to choose among (preprocess.py WITHIN_SAMPLE) when the inner splits hold out
     # whole cohorts; the configured `preprocess.rna.within_sample` is always the first option and the only one
-    # under k-fold, where a single site cannot show whether a harmonisation transfers
-    "rna_within": ["standardise"],
+    # under k-fold, where a single site cannot show whether a harmonisation transfers. Off by default: offered on
+    # dataOvarian1 it was taken in 1 of 4 leave-one-study-out splits and cost 0.006 there (realdata.md)
+    "rna_within": [],
     "pools": ["mean", "max", "std"],
     "wsi_components": 16,
 }
