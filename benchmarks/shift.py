@@ -1,8 +1,9 @@
 """Cohort shift on synthetic Task 3 cohorts: how much C-index each site effect costs, and how much the
 single-patient-safe mitigations win back.
 
-Writes benchmarks/results/shift.json and shift.md. Run: ``.venv/bin/python benchmarks/shift.py`` (about 10-15
-minutes on 2 busy cores; ``--quick`` for a smoke run).
+Writes benchmarks/results/shift.json and shift.md. Run: ``.venv/bin/python benchmarks/shift.py`` (22 minutes on 2
+busy cores for 5 seeds of 400 test patients; ``--quick`` for a smoke run; ``--real-only`` recomputes the real
+multi-study section after `make bench-realdata`).
 
 Design. Per seed, a clean training cohort (site A) and a test cohort drawn from other patients. The test cohort is
 observed clean and through each site effect (`chimera_surv.synthetic.site`): the *same* patients, latent risks
