@@ -350,6 +350,12 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(doc: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "realdata.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (RESULTS / "realdata.md").write_text(markdown(doc))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cohorts", nargs="+", default=[c for c in COHORTS if c not in CLINICAL_CHECK])
@@ -362,8 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_only:
         doc = json.loads((RESULTS / "realdata.json").read_text())
         doc["selection_rule"] = RULE
-        (RESULTS / "realdata.json").write_text(json.dumps(doc, indent=1) + "\n")
-        (RESULTS / "realdata.md").write_text(markdown(doc))
+        write_results(doc)
         return 0
     started = time.perf_counter()
     previous = json.loads((RESULTS / "realdata.json").read_text()) if args.merge else {}
@@ -390,9 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             r.get("seconds", 0.0) for r in (check.get("cohorts") or {}).values()), 1),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared)",
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "realdata.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (RESULTS / "realdata.md").write_text(markdown(doc))
+    write_results(doc)
     print(markdown(doc))
     return 0
 

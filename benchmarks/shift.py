@@ -202,10 +202,11 @@ def design(obs: Observed, mitigation: set[str], fitted: dict | None, rng: np.ran
     blocks = [np.hstack([clin, rna, wsi[0]])]
     if train:
         strengths = check_bag_augment(BAG_AUGMENT) if "bag_augment" in mitigation else {}
+        suffix = _copy_suffix(mitigation)
         for k in range(COPIES):
             pooled = []
             for b in obs.bags:
-                bag = b[f"{key}{_copy_suffix(mitigation)}{k}"] if _copy_suffix(mitigation) else b[key]
+                bag = b[f"{key}{suffix}{k}"] if suffix else b[key]
                 pooled.append(_pool(augment_bag(bag, rng, strengths) if strengths else bag))
             blocks.append(np.hstack([clin, rna, np.array(pooled)]))
         x = np.vstack(blocks)

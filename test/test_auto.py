@@ -192,7 +192,7 @@ def _site_shifted_ctx(tmp_path, within_options):
 
 
 def test_auto_chooses_the_rna_within_sample_transform_on_held_out_cohorts(tmp_path):
-    from train.auto import refit, select
+    from train.auto import _choice_summary, auto_markdown, refit, select
 
     ctx = _site_shifted_ctx(tmp_path, ["standardise"])
     everyone = list(range(len(ctx.data)))
@@ -204,8 +204,6 @@ def test_auto_chooses_the_rna_within_sample_transform_on_held_out_cohorts(tmp_pa
     assert choice["rna_within"] == "standardise" and scores["standardise"] > scores["none"]
     _, (enc, _, _) = refit(ctx, ctx.config["model"], choice, everyone, seed=0)
     assert enc.preprocessing["rna"]["within_sample"] == choice["rna_within"]  # what the bundle's member records
-    from train.auto import _choice_summary, auto_markdown
-
     text = auto_markdown({"exported": _choice_summary(choice)})  # the report says which transform won and why
     assert f"RNA within-sample transform: **{choice['rna_within']}**" in text
     forced = select(ctx, {"name": "auto", "rna_within": []}, everyone, seed=0)
@@ -227,6 +225,8 @@ def test_auto_fixed_option_overrides_the_inner_choice_and_is_checked(tmp_path):
     everyone = list(range(len(ctx.data)))
     choice = select(ctx, {"name": "auto", "fixed": "ensemble_top3", "loco": False}, everyone, seed=0)
     assert choice["chosen"] == "ensemble_top3" and len(choice["parts"]) == 3
+    assert choice["scores"][choice["best"]] == max(choice["scores"].values())  # the inner winner is still reported
+    assert "fixed in the config" in choice["rule"]
     with pytest.raises(ValueError, match="auto.fixed"):
         select(ctx, {"name": "auto", "fixed": "no_such_option", "loco": False}, everyone, seed=0)
 

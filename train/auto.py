@@ -238,14 +238,13 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
     # Across families: the best mean inner score (ties: the earlier option). No one-SE rule here: families have no
     # complexity order, and with 4 inner folds one SE (~0.03) spans most family differences, so the rule returned
     # whichever candidate came first.
-    chosen = max(options, key=lambda n: options[n]["score"])
-    if settings.get("fixed"):
-        if settings["fixed"] not in options:
-            raise ValueError(f"auto.fixed: {settings['fixed']!r} is not an option here (options: {sorted(options)})")
-        chosen = settings["fixed"]
+    best_option = max(options, key=lambda n: options[n]["score"])
+    if settings.get("fixed") and settings["fixed"] not in options:
+        raise ValueError(f"auto.fixed: {settings['fixed']!r} is not an option here (options: {sorted(options)})")
+    chosen = settings.get("fixed") or best_option
     return {"chosen": chosen, "parts": options[chosen]["parts"], "inner": inner.kind,
             "chosen_fold_scores": [round(v, 6) for v in options[chosen]["fold_scores"]],
-            "n_inner_splits": len(inner.splits), "best": chosen, "rule": rule_text(settings),
+            "n_inner_splits": len(inner.splits), "best": best_option, "rule": rule_text(settings),
             "scores": {n: round(o["score"], 4) for n, o in options.items()},
             "settings": {n: _family(candidates[n]).grid()[g] for n, (g, _, _) in best.items()},
             "null_settings": sorted(inner.null),
@@ -256,6 +255,8 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
 def rule_text(settings: dict[str, Any]) -> str:
     within = ("the best mean inner score" if not float(settings["one_se"]) else
               f"the simplest setting within {float(settings['one_se']):g} standard error(s) of the best")
+    if settings.get("fixed"):
+        return f"fixed in the config: {settings['fixed']} (the inner scores are reported, not used)"
     return (f"per family, {within} among its non-null settings; across families and combinations, the best mean "
             "inner score")
 
@@ -308,11 +309,11 @@ def refit(ctx: Any, arch: Any, choice: dict[str, Any], train: list[int], seed: i
     enc = encode_fold(data, train, ctx.schema, with_rna_within(ctx.config, choice.get("rna_within")))
     rows, present = design_rows(enc, data, data.modalities, settings["pools"])
     y = Target.of(data, train, ctx.survival)
+    available = _available(settings, data.modalities)
     parts = []
     for p in choice["parts"]:
         cand = choice["candidates"][p["candidate"]]
-        blocks = fit_blocks(rows, present, train, _modalities(cand, _available(settings, data.modalities)),
-                            settings["pools"],
+        blocks = fit_blocks(rows, present, train, _modalities(cand, available), settings["pools"],
                             settings["wsi_components"])
         X = design(blocks, rows, present, len(data))
         predictor = fit_setting(_family(cand), X[train], y, seed, p["setting"])
