@@ -5,7 +5,13 @@
 # CUDA 12.x build (minor-version compatibility); the platform's T4/A10G hosts have an undocumented driver.
 # PyTorch's CUDA 12 wheels have carried sm_75 (T4) and sm_86 (A10G) kernels (the DEVICE log line lists the arch list;
 # not verified for this tag here: no registry reachable). docs/features.md, "Platform", has the evidence.
-FROM --platform=linux/amd64 pytorch/pytorch:2.14.1-cuda12.6-cudnn9-runtime
+# BASE_IMAGE: this tag has never been pulled here (unverified). Any image with Python 3.11 works: e.g.
+# `--build-arg BASE_IMAGE=python:3.11-slim --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cu126`
+# installs the pinned torch as a CUDA 12.6 wheel (it carries its CUDA libraries). docs/submission.md, step 4.
+ARG BASE_IMAGE=pytorch/pytorch:2.14.1-cuda12.6-cudnn9-runtime
+FROM --platform=linux/amd64 ${BASE_IMAGE}
+# pip reads it from the environment: an extra index for the pinned torch when the base does not provide it
+ARG PIP_EXTRA_INDEX_URL=""
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

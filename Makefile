@@ -2,20 +2,27 @@
 PY ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
+REQ_HASH := $(shell cat requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup browser test test-slow demo cases bench bench-realdata lint clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	test -x $(PYTHON) || $(PY) -m venv $(VENV)
-	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q -r requirements-dev.txt
-	$(PYTHON) -m pip install -q --no-deps --editable .
-	rm -f $(VENV)/.installed-*
-	touch $@
+# Each stage is announced before it starts; pip lists the packages of the big install as it goes.
+$(STAMP): requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml
+	@echo "setup 1/4: virtual environment $(VENV) (from $(PY))"
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	@echo "setup 2/4: upgrading pip"
+	@$(PYTHON) -m pip install -q --upgrade pip
+	@echo "setup 3/4: the pinned packages of requirements-dev.txt (container, training, tests: torch and the stack;" \
+	  "about 5 minutes and 7 GB on a first run)"
+	@$(PYTHON) -m pip install --progress-bar off -r requirements-dev.txt
+	@echo "setup 4/4: this project, editable (so \`.venv/bin/python -m train\` works from any folder)"
+	@$(PYTHON) -m pip install -q --no-deps --editable .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo "setup: done ($(VENV))"
 
 setup: $(STAMP)
 
@@ -24,15 +31,19 @@ setup: $(STAMP)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium (test/test_report_html.py opens the report in it)"; \
+	  echo "browser: installing Debian's chromium with apt-get (test/test_report_html.py opens the report in it;" \
+	    "a minute or two)"; \
 	  $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && \
+	  echo "browser: chromium installed"; }
 
 test: setup browser
 	$(PYTHON) -m pytest
 
+# The slow tests, then the property-based fault suite with 300 examples a property (CI runs 20).
 test-slow: setup
 	$(PYTHON) -m pytest -m slow
+	CHIMERA_FAULTS=deep $(PYTHON) -m pytest test/test_fault_properties.py
 
 # Sample cases in the grand-challenge layout (test/input/<case>/inputs.json), not committed.
 cases: setup
@@ -47,6 +58,8 @@ bench: setup
 	$(PYTHON) benchmarks/wsi_throughput.py
 	$(PYTHON) benchmarks/models_cpu.py
 	$(PYTHON) benchmarks/input_guards.py
+	$(PYTHON) benchmarks/deadline.py
+	$(PYTHON) benchmarks/table_route.py
 
 # SurvSet cohorts through `python -m train` (model: auto) against scikit-survival anchors on the same folds.
 bench-realdata: setup

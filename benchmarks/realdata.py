@@ -46,10 +46,30 @@ for _name in CLINICAL_CHECK:
     COHORTS[_name] = {"clinical": "all", "repeats": 2, "check": True}
 
 
+# Written down before any change of rule (issue 23): a cohort's group is fixed by its name alone, so no result can
+# move a cohort between groups. Rules and defaults are tuned on `development` only; `confirmation` is run after.
+SPLIT_RULE = ("group = development if int(sha256(cohort name, UTF-8).hexdigest(), 16) is even, else confirmation; "
+              "rules and defaults are tuned on development cohorts only, and a change of rule after seeing "
+              "confirmation results is recorded here with the figures before and after")
+
+
+def group(name: str) -> str:
+    import hashlib
+
+    return "development" if int(hashlib.sha256(name.encode()).hexdigest(), 16) % 2 == 0 else "confirmation"
+
+
 def load(name: str) -> pd.DataFrame:
     from SurvSet.data import SurvLoader
 
-    return SurvLoader().load_dataset(name)["df"].reset_index(drop=True)
+    df = SurvLoader().load_dataset(name)["df"].reset_index(drop=True)
+    spec = COHORTS.get(name, {})
+    col = spec.get("cohort")
+    if col and spec.get("cohort_min"):  # many small centres: those under cohort_min patients pooled as "other"
+        counts = df[col].astype(str).value_counts()
+        small = set(counts[counts < int(spec["cohort_min"])].index)
+        df[col] = ["other" if str(v) in small else str(v) for v in df[col]]
+    return df
 
 
 def columns(name: str, df: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -60,7 +80,8 @@ def columns(name: str, df: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 
 def case_id(df: pd.DataFrame, i: int, cohort_col: str | None) -> str:
-    prefix = f"{df[cohort_col][i]}".replace(" ", "") + "__" if cohort_col else ""
+    """<cohort>__P<i>: the cohort (centre, study) as an alphanumeric prefix the config's cohort_regex reads."""
+    prefix = "".join(ch for ch in f"{df[cohort_col][i]}" if ch.isalnum()) + "__" if cohort_col else ""
     return f"{prefix}P{i:04d}"
 
 
@@ -97,15 +118,17 @@ def write_layout(name: str, df: pd.DataFrame, out: Path) -> dict[str, Any]:
 def write_config(name: str, out: Path, layout: dict[str, Any], repeats: int) -> Path:
     spec = COHORTS[name]
     rna = {"scale": "log", "zscore": True, "top_var": spec.get("top_var")}  # SurvSet genes are already log-scale
-    if spec.get("check"):
-        compare: dict[str, Any] = {"auto_inner_repeats3": {"name": "auto", "inner_repeats": 3}}
+    if spec.get("lean"):  # auto against the anchors only (benchmarks/realdata_confirm.py)
+        compare: dict[str, Any] = {}
+    elif spec.get("check"):
+        compare = {"auto_inner_repeats3": {"name": "auto", "inner_repeats": 3}}
     else:
         compare = {"deep_default": {}}
-    if spec.get("cohort"):  # several studies: auto offered the RNA within-sample option (off by default)
+    if spec.get("cohort") and not spec.get("lean"):  # several studies: auto offered the RNA within-sample option (off by default)
         compare["auto_rna_within"] = {"name": "auto", "rna_within": ["standardise"]}
-    if "clinical" in layout["modalities"] and len(layout["modalities"]) > 1:
+    if "clinical" in layout["modalities"] and len(layout["modalities"]) > 1 and not spec.get("lean"):
         compare["clinical_auto"] = {"name": "auto", "modalities": ["clinical"]}  # the default auto, clinical only
-    for fam in ("ridge", "coxnet") if not spec.get("check") else ():  # rsf, gbsa: their inner scores are in every
+    for fam in ("ridge", "coxnet") if not (spec.get("check") or spec.get("lean")) else ():  # rsf, gbsa: their inner scores are in every
         compare[fam] = {"family": fam}                                 # auto record
     config = {
         "task": 3, "seed": 0, "threads": 1, "schema": "schema.json", "genes": "genes.json",
@@ -167,7 +190,9 @@ def _coxnet_predict(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 def anchors_on_split(df: pd.DataFrame, clinical: list[str], allcols: list[str], train: np.ndarray,
-                     test: np.ndarray, seed: int) -> dict[str, float]:
+                     test: np.ndarray, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Each anchor's test C-index and test risk, plus `anchor_average`: the anchors' risks z-scored with their
+    mean and SD on the training part, equal weights (no choice)."""
     from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
     from sksurv.linear_model import CoxPHSurvivalAnalysis
     from sksurv.metrics import concordance_index_censored
@@ -178,19 +203,35 @@ def anchors_on_split(df: pd.DataFrame, clinical: list[str], allcols: list[str], 
     def c_of(risk: np.ndarray) -> float:
         return float(concordance_index_censored(y["event"][test], y["time"][test], risk)[0])
 
-    out = {}
+    predict: dict[str, Any] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if clinical:
             Xc = anchor_matrix(df, clinical, train)
-            out["coxph_clinical"] = c_of(CoxPHSurvivalAnalysis(alpha=0.1).fit(Xc[train], y[train]).predict(Xc[test]))
+            predict["coxph_clinical"] = CoxPHSurvivalAnalysis(alpha=0.1).fit(Xc[train], y[train]).predict(Xc)
         X = anchor_matrix(df, allcols, train)
-        out["coxnet"] = c_of(_coxnet_predict(coxnet_anchor(X[train], y[train], seed), X[test]))
+        predict["coxnet"] = _coxnet_predict(coxnet_anchor(X[train], y[train], seed), X)
         rsf = RandomSurvivalForest(n_estimators=100, min_samples_leaf=5, max_features="sqrt", n_jobs=2,
                                    random_state=seed, low_memory=True).fit(X[train], y[train])
-        out["rsf"] = c_of(rsf.predict(X[test]))
-        gbsa = GradientBoostingSurvivalAnalysis(random_state=seed).fit(X[train], y[train])
-        out["gbsa"] = c_of(gbsa.predict(X[test]))
+        predict["rsf"] = rsf.predict(X)
+        predict["gbsa"] = GradientBoostingSurvivalAnalysis(random_state=seed).fit(X[train], y[train]).predict(X)
+    z = [(r - r[train].mean()) / (r[train].std() or 1.0) for r in predict.values()]
+    predict["anchor_average"] = np.mean(z, axis=0)
+    return {k: c_of(r[test]) for k, r in predict.items()}, {k: r[test] for k, r in predict.items()}
+
+
+def full_evaluation(df: pd.DataFrame, train: np.ndarray, test: np.ndarray, risks: dict[str, np.ndarray]) -> dict:
+    """Harrell C, Uno C and td-AUC at the 25/50/75th centiles of the test event times for every model on one split
+    (chimera_surv/survival/evaluation.py; no bootstrap per split: the spread over splits is reported instead).
+    IBS and D-calibration need each model's survival curves, which the CV records do not hold: not computed."""
+    from chimera_surv.survival.evaluation import evaluate_survival
+
+    t, e = df["time"].astype(float).to_numpy(), df["event"].astype(bool).to_numpy()
+    out = {}
+    for name, risk in risks.items():
+        r = evaluate_survival(t[train], e[train], t[test], e[test], risk, n_boot=0)
+        out[name] = {"harrell_c": r["harrell_c"], "uno_c": r["uno_c"],
+                     "td_auc": {f"{h:g}": v for h, v in r["td_auc"].items()}, "notes": r["notes"]}
     return out
 
 
@@ -226,9 +267,11 @@ def run_cohort(name: str, repeats: int | None) -> dict[str, Any]:
         for r in records(work, kind, "model"):
             test = np.array([ids[c] for c in r["case_ids"]])
             train = np.setdiff1d(np.arange(len(df)), test)
-            values = anchors_on_split(df, clinical, allcols, train, test, seed=r.get("fold", 0))
+            values, test_risks = anchors_on_split(df, clinical, allcols, train, test, seed=r.get("fold", 0))
+            evaluation = full_evaluation(df, train, test, {"auto": np.asarray(r["risk"]), **test_risks})
             per_split[r["split"]] = {"auto": r["metric"], "auto_chose": r.get("auto", {}).get("chosen"),
-                                     "auto_rna_within": r.get("auto", {}).get("rna_within"), **values}
+                                     "auto_rna_within": r.get("auto", {}).get("rna_within"), **values,
+                                     "evaluation": evaluation}
             for k, v in values.items():
                 anchor_folds.setdefault(k, []).append(v)
         block = {"models": {a: round(float(np.mean(v)), 4) for a, v in models.items()},
@@ -242,13 +285,19 @@ def run_cohort(name: str, repeats: int | None) -> dict[str, Any]:
             clin = block["models"].get("clinical_auto", block["models"]["model"])
             block["clinical_minus_coxph"] = round(clin - block["anchors"]["coxph_clinical"], 4)
         result[kind] = block
-    choice = json.loads((work / "members" / "choice.json").read_text())
-    result["exported_choice"] = {"chosen": choice["chosen"], "inner": choice["inner"], "scores": choice["scores"]}
+    # every exported member chose on its own training part (train/selection/): the first member's record, and counts
+    choices = [json.loads(p.read_text())["auto"] for p in sorted((work / "members").glob("*.json"))
+               if "auto" in json.loads(p.read_text())]
+    chosen = [c["chosen"] for c in choices]
+    result["exported_choice"] = {"chosen": choices[0]["chosen"], "inner": choices[0]["inner"],
+                                 "scores": choices[0]["scores"],
+                                 "member_choices": {c: chosen.count(c) for c in sorted(set(chosen))}}
+    result["group"] = group(name)
     result["seconds"] = {"train": round(train_seconds, 1), "total": round(time.perf_counter() - started, 1)}
     return result
 
 
-GRIDS = ("Project models: `model` = `model: auto` with its defaults (train/auto.py: candidates clinical_ridge, "
+GRIDS = ("Project models: `model` = `model: auto` with its defaults (train/selection/: candidates clinical_ridge, "
          "ridge (CoxNet l1 0.01, 12 penalties from the null model down to 1e-5 × alpha_max, which reaches the "
          "CoxPH anchor's fit), coxnet (l1 0.5, 8 penalties), rsf (100 trees, leaf 8), gbsa "
          "(25/50/100 stages, depth 2, lr 0.1); backbone + residual λ ∈ {0, 0.25, 0.5, 1, 2, 4}; top-2/3 ensembles); "
@@ -260,7 +309,7 @@ GRIDS = ("Project models: `model` = `model: auto` with its defaults (train/auto.
          "(100 stages, depth 3, lr 0.1); all on all features.")
 
 
-RULE = ("Selection rule of `model: auto` in this run (train/auto.py, `one_se: 0`): per family, the best mean inner "
+RULE = ("Selection rule of `model: auto` in this run (train/selection/, `one_se: 0`): per family, the best mean inner "
         "score among its non-null settings (a setting with constant risk on an inner training part, such as the "
         "all-zero start of a penalty path, is not a candidate); across families, the backbone and the ensembles, "
         "the best mean inner score. This rule was revised AFTER seeing earlier runs on these same cohorts: the "

@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chimera_surv.bundle_checks import check_classical_member, finite_field, input_dims_field
 from chimera_surv.errors import describe
 
 if TYPE_CHECKING:  # the heavy modules are imported lazily so that `import chimera_surv.bundle` stays cheap
@@ -37,7 +36,7 @@ if TYPE_CHECKING:  # the heavy modules are imported lazily so that `import chime
 FORMAT_VERSION = 1
 BUNDLE_JSON = "bundle.json"
 WEIGHTS_FILE = "weights.safetensors"
-MODALITY_ORDER = ("wsi", "mri", "clinical", "rna")
+MODALITY_ORDER = ("wsi", "mri", "clinical", "rna", "slide_embedding")  # slide_embedding: one vector per slide
 
 
 class BundleError(RuntimeError):
@@ -48,6 +47,16 @@ class NoUsableModality(BundleError):
     """Every modality the bundle knows is missing: the caller should fall back to a prior."""
 
 
+class InputMismatch(BundleError):
+    """One modality's input does not fit the bundle (wrong width, non-finite after preprocessing): the bundle is
+    healthy, so the caller may retry without that modality. Any other failure at predict time marks the bundle
+    broken (predict.py then goes to the prior, never reruns it)."""
+
+    def __init__(self, modality: str, message: str) -> None:
+        super().__init__(message)
+        self.modality = modality
+
+
 @dataclass
 class ModalityInputs:
     """One patient's parsed inputs; `None` means the modality is missing."""
@@ -56,6 +65,7 @@ class ModalityInputs:
     clinical: ClinicalRecord | None = None
     rna: RNAVector | None = None
     mri: np.ndarray | None = None
+    slide_embedding: np.ndarray | None = None  # a slide encoder's vector, the mean over the patient's slides
 
 
 @dataclass
@@ -75,7 +85,7 @@ def _restore_preprocessor(modality: str, state: dict[str, Any]) -> Any:
     from chimera_surv import preprocess
 
     classes = {"clinical": preprocess.ClinicalEncoder, "rna": preprocess.RNANormaliser,
-               "mri": preprocess.Standardiser}
+               "mri": preprocess.Standardiser, "slide_embedding": preprocess.Standardiser}
     if modality not in classes:
         raise BundleError(f"no preprocessor for modality '{modality}'")
     return classes[modality].from_dict(state)
@@ -152,7 +162,7 @@ class ClassicalMember:
             if vector is not None:
                 vector = np.asarray(vector, dtype=np.float64).reshape(1, -1)
                 if vector.shape[1] != self.input_dims[modality] or not np.isfinite(vector).all():
-                    raise BundleError(f"{modality} vector has shape {vector.shape} or non-finite values; "
+                    raise InputMismatch(modality, f"{modality} vector has shape {vector.shape} or non-finite values; "
                                       f"the member expects {self.input_dims[modality]} finite values")
             rows[modality] = vector
         raw = float(self.model.predict(rows)[0])
@@ -199,6 +209,9 @@ class Bundle:
             present.add("rna")
         if "mri" in self.modalities and inputs.mri is not None and np.isfinite(np.asarray(inputs.mri)).any():
             present.add("mri")
+        embedding = inputs.slide_embedding
+        if "slide_embedding" in self.modalities and embedding is not None and np.isfinite(embedding).any():
+            present.add("slide_embedding")
         return present
 
     def _member_risk(self, member: Member | ClassicalMember, inputs: ModalityInputs, present: set[str]) -> float:
@@ -222,10 +235,13 @@ class Bundle:
         if "rna" in present:
             values = np.asarray(inputs.rna.values, dtype=np.float32).reshape(1, -1)
             if values.shape[1] != len(self.genes):
-                raise BundleError(f"RNA vector has {values.shape[1]} genes, the bundle expects {len(self.genes)}")
+                raise InputMismatch("rna", f"RNA vector has {values.shape[1]} genes, the bundle expects {len(self.genes)}")
             vectors["rna"] = encode_matrix(member.preprocessors["rna"], values)[0]
         if "mri" in present:
             vectors["mri"] = encode_matrix(member.preprocessors["mri"], np.asarray(inputs.mri).reshape(1, -1))[0]
+        if "slide_embedding" in present and "slide_embedding" in member.preprocessors:
+            vectors["slide_embedding"] = encode_matrix(member.preprocessors["slide_embedding"],
+                                                       np.asarray(inputs.slide_embedding).reshape(1, -1))[0]
         return vectors
 
 
@@ -244,7 +260,7 @@ def make_batch(dims: dict[str, int], wsi: np.ndarray | None,
                 continue
             feats = np.asarray(wsi, dtype=np.float32)
             if feats.ndim != 2 or feats.shape[1] != width:
-                raise BundleError(f"WSI bag has shape {feats.shape}, the network expects (N, {width})")
+                raise InputMismatch("wsi", f"WSI bag has shape {feats.shape}, the network expects (N, {width})")
             batch["wsi"] = torch.from_numpy(np.ascontiguousarray(feats))[None]
             batch["wsi_mask"] = torch.ones(1, feats.shape[0], dtype=torch.bool)
             batch["wsi_present"] = torch.ones(1, dtype=torch.bool)
@@ -256,103 +272,12 @@ def make_batch(dims: dict[str, int], wsi: np.ndarray | None,
             continue
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != width:
-            raise BundleError(f"{modality} vector has {vector.shape[0]} values, the network expects {width}")
+            raise InputMismatch(modality, f"{modality} vector has {vector.shape[0]} values, the network expects {width}")
         if not np.isfinite(vector).all():
-            raise BundleError(f"{modality} vector contains non-finite values after preprocessing")
+            raise InputMismatch(modality, f"{modality} vector contains non-finite values after preprocessing")
         batch[modality] = torch.from_numpy(np.ascontiguousarray(vector))[None]
         batch[f"{modality}_present"] = torch.ones(1, dtype=torch.bool)
     return batch
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Saving
-
-
-@dataclass
-class MemberSpec:
-    """What train/ hands to `save_bundle` for one fold model."""
-
-    name: str
-    network_config: dict[str, Any]
-    input_dims: dict[str, int]
-    state_dict: dict[str, Any]  # name → torch.Tensor
-    preprocessing: dict[str, dict[str, Any]]  # modality → fitted transform's to_dict()
-    risk_shift: float = 0.0
-    risk_scale: float = 1.0
-    kind: str = "network"  # or "classical": network_config is then the ClassicalModel's to_dict()
-
-
-def _tensor(value: Any) -> Any:
-    """A torch tensor, or a numpy array (classical members) made one."""
-    import torch
-
-    return value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
-
-
-def _canonical_json(obj: Any) -> str:
-    """Insertion order is kept (not sorted): a network config's modality order and a schema's feature order
-    carry meaning; determinism comes from building the document in a fixed order."""
-    return json.dumps(obj, indent=1, allow_nan=False) + "\n"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_bundle(out_dir: Path | str, *, task_id: int, modalities: list[str], members: list[MemberSpec],
-                calibration: dict[str, Any], output_kind: str, recipe: dict[str, Any] | None = None,
-                mri_kind: str | None = None, genes: list[str] | None = None,
-                clinical_schema: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Path:
-    """Write bundle.json + weights.safetensors deterministically (sorted keys, contiguous CPU tensors, no time)."""
-    from safetensors.torch import save as safetensors_bytes
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if not members:
-        raise BundleError("a bundle needs at least one member")
-    tensors: dict[str, torch.Tensor] = {}
-    member_docs = []
-    for index, spec in enumerate(members):
-        prefix = f"m{index}."
-        for key in sorted(spec.state_dict):
-            tensors[prefix + key] = _tensor(spec.state_dict[key]).detach().to("cpu").contiguous().clone()
-        doc = {"name": spec.name, "prefix": prefix, "network": spec.network_config,
-               "input_dims": {m: int(d) for m, d in spec.input_dims.items()},
-               "preprocessing": spec.preprocessing, "risk_shift": float(spec.risk_shift),
-               "risk_scale": float(spec.risk_scale)}
-        if spec.kind == "classical":
-            doc = {"name": spec.name, "kind": "classical", "prefix": prefix, "model": spec.network_config,
-                   **{k: v for k, v in doc.items() if k not in ("name", "prefix", "network")}}
-        elif spec.kind != "network":
-            raise BundleError(f"unknown member kind '{spec.kind}'")
-        member_docs.append(doc)
-    ordered = {key: tensors[key] for key in sorted(tensors)}
-    # One metadata key only: safetensors serialises its metadata map in hash order, so two keys can swap.
-    weight_bytes = safetensors_bytes(ordered, metadata={"format": "pt"})
-    doc = {
-        "format_version": FORMAT_VERSION,
-        "task_id": int(task_id),
-        "output_kind": output_kind,
-        "modalities": [m for m in MODALITY_ORDER if m in modalities],
-        "recipe": recipe,
-        "mri_kind": mri_kind,
-        "genes": list(genes or []),
-        "clinical_schema": clinical_schema,
-        "members": member_docs,
-        "calibration": calibration,
-        "weights_sha256": hashlib.sha256(weight_bytes).hexdigest(),
-        "meta": meta or {},
-    }
-    _atomic_write(out / WEIGHTS_FILE, weight_bytes)
-    _atomic_write(out / BUNDLE_JSON, _canonical_json(doc).encode())
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -399,6 +324,11 @@ def check_bundle_doc(doc: dict[str, Any], file: Path, task: Any = None) -> None:
     if task is not None and (doc["task_id"] != task.id or doc["output_kind"] != task.output_kind):
         raise BundleError(f"{file} is a Task {doc['task_id']} bundle (output {doc['output_kind']}) in the folder of "
                           f"Task {task.id} (output {task.output_kind}): refused")
+    if not all(isinstance(m, str) for m in doc["modalities"]) or not set(doc["modalities"]) <= set(MODALITY_ORDER):
+        raise BundleError(f"{file}: 'modalities' {str(doc['modalities'])[:80]} are not among {list(MODALITY_ORDER)}")
+    genes = doc.get("genes") or []
+    if not isinstance(genes, list) or not all(isinstance(g, str) for g in genes) or len(set(genes)) != len(genes):
+        raise BundleError(f"{file}: 'genes' must be a list of distinct gene names")
 
 
 def _restore_schema(state: dict[str, Any] | None) -> Any:
@@ -427,39 +357,59 @@ def load_bundle(model_dir: Path | str, task: Any = None) -> Bundle | None:
                           f"recorded in {path / BUNDLE_JSON}: the weights were changed or belong to another bundle")
     try:
         return _build(path, doc, weight_bytes)
-    except BundleError:
-        raise
+    except BundleError as err:  # every refusal names the bundle
+        if str(path) in str(err):
+            raise
+        raise BundleError(f"{path / BUNDLE_JSON}: {err}") from err
     except KeyError as err:
         raise BundleError(f"{path / BUNDLE_JSON}: missing field {err}") from err
-    except Exception as err:  # any other failure while rebuilding is a broken bundle, with its cause
-        raise BundleError(f"bundle {path} cannot be rebuilt: {describe(err)}") from err
+    except Exception as err:  # any other failure while rebuilding is a broken bundle, with its cause (one line)
+        raise BundleError(f"bundle {path} cannot be rebuilt: {' '.join(describe(err).split())[:400]}") from err
 
 
-def _classical_member(entry: dict[str, Any], state: dict[str, Any]) -> ClassicalMember:
+def _classical_member(entry: dict[str, Any], state: dict[str, Any], where: str) -> ClassicalMember:
+    """Rebuilt and validated (structure in classical/predictors.py, then one prediction on zero inputs, which
+    exercises every block's shapes): a member that fails is refused at load, named, never at predict time."""
     from chimera_surv.classical import ClassicalModel
 
     arrays = {key: value.numpy() for key, value in state.items()}
-    model = ClassicalModel.from_parts(entry["model"], arrays)
-    preprocessors = {m: _restore_preprocessor(m, s) for m, s in entry["preprocessing"].items()}
-    return ClassicalMember(name=entry["name"], model=model,
-                           input_dims={m: int(d) for m, d in entry["input_dims"].items()},
-                           preprocessors=preprocessors, risk_shift=float(entry["risk_shift"]),
-                           risk_scale=float(entry["risk_scale"]))
+    try:
+        model = ClassicalModel.from_parts(entry["model"], arrays)
+        member = ClassicalMember(name=entry["name"], model=model,
+                                 input_dims=input_dims_field(entry["input_dims"]),
+                                 preprocessors={m: _restore_preprocessor(m, s)
+                                                for m, s in entry["preprocessing"].items()},
+                                 risk_shift=finite_field(entry["risk_shift"], "risk_shift"),
+                                 risk_scale=finite_field(entry["risk_scale"], "risk_scale", nonzero=True))
+        check_classical_member(member)
+    except BundleError as err:
+        raise BundleError(f"{where}: {err}") from err
+    except Exception as err:
+        raise BundleError(f"{where}: {' '.join(describe(err).split())[:400]}") from err
+    return member
 
 
 def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
+    import torch
     from safetensors.torch import load as safetensors_load
 
     from chimera_surv.models import build_network
 
     tensors = safetensors_load(weight_bytes)
+    for key, value in tensors.items():  # a NaN/inf weight would only surface as a NaN risk at predict time
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise BundleError(f"{path / WEIGHTS_FILE}: tensor {key!r} holds non-finite values")
     members = []
-    for entry in doc["members"]:
+    for index, entry in enumerate(doc["members"]):
         prefix = entry["prefix"]
+        if not isinstance(prefix, str):
+            raise BundleError(f"{path / BUNDLE_JSON}: member {index}: field 'prefix' is not a string")
         state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
         kind = entry.get("kind", "network")
         if kind == "classical":
-            members.append(_classical_member(entry, state))
+            where = (f"{path / BUNDLE_JSON} member {index} ({entry.get('name')!r}, arrays {prefix}* in "
+                     f"{WEIGHTS_FILE})")
+            members.append(_classical_member(entry, state, where))
             continue
         if kind != "network":
             raise BundleError(f"member {entry['name']}: unknown kind '{kind}'")
@@ -471,9 +421,9 @@ def _build(path: Path, doc: dict[str, Any], weight_bytes: bytes) -> Bundle:
         network.eval()
         preprocessors = {m: _restore_preprocessor(m, s) for m, s in entry["preprocessing"].items()}
         members.append(Member(name=entry["name"], network=network, network_config=entry["network"],
-                              input_dims={m: int(d) for m, d in entry["input_dims"].items()},
-                              preprocessors=preprocessors, risk_shift=float(entry["risk_shift"]),
-                              risk_scale=float(entry["risk_scale"])))
+                              input_dims=input_dims_field(entry["input_dims"]), preprocessors=preprocessors,
+                              risk_shift=finite_field(entry["risk_shift"], "risk_shift"),
+                              risk_scale=finite_field(entry["risk_scale"], "risk_scale", nonzero=True)))
     calibration = build_calibration(doc["calibration"])
     if getattr(calibration, "kind", doc["output_kind"]) != doc["output_kind"]:
         raise BundleError(f"{path / BUNDLE_JSON}: calibration {doc['calibration'].get('name')!r} gives "

@@ -17,6 +17,7 @@ class SlideInput:
     wsi: Path | None
     mask: Path | None
     name: str | None = None  # the platform's `image.name`, kept for logs
+    features: Path | None = None  # precomputed patch features (`.h5`, Trident/CLAM) used instead of decoding `wsi`
 
 
 @dataclass
@@ -27,6 +28,7 @@ class MRIInput:
     adc: Path | None = None
     hbv: Path | None = None
     mask: Path | None = None
+    features: Path | None = None  # a precomputed MRI feature vector (.json/.h5/.npy) used instead of the volumes
 
     def present(self) -> list[str]:
         return [k for k in ("t2", "adc", "hbv", "mask") if getattr(self, k) is not None]
@@ -42,4 +44,5 @@ class Case:
     clinical: Any = None
     rna: Any = None
     issues: list[str] = field(default_factory=list)
+    slide_embeddings: list[Path] = field(default_factory=list)  # slide-encoder vectors (.h5/.npy/.json), one per slide
     case_id: str | None = None

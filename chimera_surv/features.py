@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from chimera_surv.case import SlideInput
-from chimera_surv.deadline import RATE_ENV, Deadline, ExtractionClock, case_deadline, env_seconds
+from chimera_surv.deadline import CPU_SLOWDOWN, PROBE_PATCHES, Deadline, ExtractionClock
 from chimera_surv.device import maybe_compile
 from chimera_surv.encoders import get_spec, load_encoder
 from chimera_surv.patches import BLOCK_PIXELS, PatchBatches, SlideGrid, plan_blocks, progressive_blocks
@@ -269,7 +269,10 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
     prefix. On CUDA the loader pins batches, the copy is non-blocking, and the result of batch i is copied back
     (non-blocking, then waited on) only after batch i+1 has been queued, so decoding, copies and the encoder
     overlap. Batches are fixed by the block plan, never by timing, so a patch's features do not depend on where
-    the run stops. `stains` (slide index → transform) recolours a slide's patches before encoding.
+    the run stops. `stains` (slide index → transform) recolours a slide's patches before encoding. Under a
+    `deadline` a one-patch probe is timed first (and thrown away), and the clock may cut a batch to what fits in
+    the time left (`deadline.ExtractionClock.take`); only such a cut piece can differ from a run without a
+    deadline (by float rounding of a smaller batch).
     """
     total = sum(len(item.grid) for item in items)
     dim = encoder.spec.dim
@@ -282,7 +285,8 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
     blocks = progressive_blocks(planned, chunk_patches=4 * recipe.batch_size)
     batches = PatchBatches(blocks, batch_size=recipe.batch_size, num_workers=recipe.num_workers,
                            backend=recipe.backend, pin_memory=cuda)
-    clock = ExtractionClock(deadline, total, fixed_rate=env_seconds(RATE_ENV))
+    prior = CPU_SLOWDOWN / max(float(getattr(encoder.spec, "t4_patches_per_s", 1.0)), 1e-3)
+    clock = ExtractionClock(deadline, total, prior_patch_s=prior)
     starts = [(item.start, item.start + len(item.grid), item.slide) for item in items]
     pending: tuple[torch.Tensor, torch.Tensor, Any] | None = None
 
@@ -295,23 +299,41 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
         encoded[index] = True
         clock.batch_done(len(index))
 
-    for indices, patches in batches:
-        if clock.should_stop(len(indices), queued=int(pending is not None)):
+    stop = not clock.can_start()
+    for batch_indices, batch_patches in ([] if stop else batches):
+        start = 0
+        while start < len(batch_indices) and not stop:
+            if clock.needs_probe():  # one patch, timed and thrown away: the first batch is sized by its cost
+                if not clock.probe_fits():
+                    stop = True
+                    break
+                probe_start = time.monotonic()
+                probe = batch_patches[:PROBE_PATCHES]
+                encoder.embed(_restain(probe, batch_indices[:PROBE_PATCHES], starts, stains) if stains else probe
+                              ).to("cpu")
+                clock.probe_done(len(probe), time.monotonic() - probe_start)
+            count = clock.take(len(batch_indices) - start, new_batch=start == 0)
+            stop = count == 0
+            if stop:
+                break
+            indices, patches = batch_indices[start:start + count], batch_patches[start:start + count]
+            start += count
+            if stains:
+                patches = _restain(patches, indices, starts, stains)
+            out = encoder.embed(patches)
+            event = None
+            if cuda:
+                out = out.to("cpu", non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
+            if pending is not None:
+                finish(pending)
+            pending = (indices, out, event)
+            if not cuda:
+                finish(pending)
+                pending = None
+        if stop:
             break
-        if stains:
-            patches = _restain(patches, indices, starts, stains)
-        out = encoder.embed(patches)
-        event = None
-        if cuda:
-            out = out.to("cpu", non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-        if pending is not None:
-            finish(pending)
-        pending = (indices, out, event)
-        if not cuda:
-            finish(pending)
-            pending = None
     if pending is not None:
         finish(pending)
     if deadline is not None:
@@ -326,15 +348,22 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
     """Encode every tissue patch of a case's slides (capped by the recipe's budget) into one bag.
 
     Raises only for a broken encoder (`MissingWeights`, `WeightMismatch`); bad slides become issues. `encoder`
-    may pass an already-loaded encoder (e.g. across cases in training). `deadline` (default: the one the
-    entrypoint set, `deadline.case_deadline()`) stops encoding early; the bag is then the progressive prefix
-    reached, a slide cut short is not cached, and an issue says how many patches each slide kept.
+    may pass an already-loaded encoder (e.g. across cases in training). `deadline` (None: no limit; inference
+    passes `CaseClock.slides()`) stops encoding early; the bag is then the progressive prefix reached, a slide cut
+    short is not cached, and an issue says how many patches each slide kept.
     """
-    deadline = case_deadline() if deadline is None else deadline
     started = time.perf_counter()
     issues: list[str] = []
     dim = get_spec(recipe.encoder).dim
-    prepared = [p for p in (_prepare_slide(s, recipe, issues) for s in slides) if p is not None]
+    prepared, any_cut = [], False
+    for slide in slides:  # opening a slide and estimating its tissue take time too: none starts past the deadline
+        if deadline is not None and deadline.remaining() <= 0:
+            issues.append(f"slide {slide.index}: deadline reached before it was opened; skipped")
+            any_cut = True
+            continue
+        prepared_slide = _prepare_slide(slide, recipe, issues)
+        if prepared_slide is not None:
+            prepared.append(prepared_slide)
     caps = split_budget([len(p.grid) for p in prepared], recipe.patch_budget())
     for p, cap in zip(prepared, caps):
         if cap is not None:
@@ -376,6 +405,7 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
                                      p.grid.coords[ok].astype(np.int64)], axis=1)
             lost = int(np.isin(span, skipped).sum())
             cut = not reached.all()
+            any_cut = any_cut or cut
             if cut:
                 issues.append(f"slide {p.slide.index}: deadline reached; kept {int(ok.sum())} of {len(p.grid)} "
                               "patches (an evenly spread prefix)")
@@ -397,5 +427,5 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
         coords = np.concatenate([c for _, c in ordered]) if ordered else np.zeros((0, 3), np.int64)
     meta = {"recipe": json.dumps(recipe.to_dict(), sort_keys=True), "recipe_key": recipe.key(),
             "encoder": recipe.encoder, "slides": str(len(slides)), "slides_used": str(len(prepared)),
-            "seconds": f"{time.perf_counter() - started:.2f}"}
+            "seconds": f"{time.perf_counter() - started:.2f}", "stopped": "deadline" if any_cut else "complete"}
     return Bag(features.astype(np.float32, copy=False), coords.astype(np.int64, copy=False), meta), issues

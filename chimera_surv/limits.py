@@ -30,3 +30,17 @@ ESTIMATE_TIME_S = 60.0
 
 # MRI volumes: voxels per volume (a T2 is ~10 M; 64 M float32 voxels are 256 MB before resampling).
 MAX_MRI_VOXELS = 64_000_000
+
+# Model files (bundle.json + weights.safetensors): a tree ensemble's nodes over all trees (a 1,000-tree forest of
+# depth-12 trees is ~8 M nodes) and the depth any one tree may reach (a visit bound on the walk at predict time).
+MAX_TREE_NODES = 50_000_000
+MAX_TREE_DEPTH = 4_096
+
+# Patch features imported from `.h5` (Trident / CLAM): the declared dataset size is checked before reading.
+# The largest real bag, a 200k-patch slide of 1536-d features (H-optimus), is 307 M values (1.2 GB float32).
+MAX_H5_VALUES = 400_000_000
+MAX_H5_FEATURE_DIM = 16_384
+
+# Tables (predict_cohort's CSV, train's table route): the file and any one cell. A 200 kB cell is not a value.
+MAX_TABLE_BYTES = 512 * 2**20
+MAX_TABLE_CELL_CHARS = 10_000

@@ -7,8 +7,11 @@ bundle. INPUT is either
   (`*_t2w.mha`, ...) next to them are used when the bundle has those modalities;
 - or a CSV: one row per patient, the id in `--id-column` (default `case_id`), clinical fields in the columns the
   bundle's schema names, gene values in columns named by the bundle's genes (RNA is used when any is present).
-The output (CSV, or JSON when FILE ends in .json) has one row per patient: `case_id`, the value (`months` or
-`probability`), `risk`, `used` modalities and `status`. Its default name is the config's `output_file`, recorded in
+The output (CSV, or JSON when FILE ends in .json) has one row per patient: `case_id`, the value (`months`: the
+time where the training Kaplan-Meier curve crosses the patient's risk quantile, higher = later; or `probability`),
+`risk` (the ensemble's standardised risk, mean 0 / SD 1 over training, higher = worse), `used` modalities and
+`status`; survival bundles add `S(<h> months)` (probability of being event-free at each horizon the bundle
+stores), `median_months` and `months_past_follow_up` (chimera_surv/meaning.py). Its default name is the config's `output_file`, recorded in
 the bundle. A patient the bundle cannot predict gets an empty value, `status` = the error and a DEGRADED log line;
 the others are still written. Exit status 0 when at least one patient was predicted.
 Each patient is predicted on its own: nothing is fitted on the input cohort.
@@ -26,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from chimera_surv.case import Case, MRIInput, SlideInput
+from chimera_surv.cli import Parser, UserError, require_columns, require_path, run_cli
+from chimera_surv.gc import mri_feature_file, slide_embedding_files
 from chimera_surv.generic import generic_task
 from chimera_surv.predict import DegradedLog, modality_inputs, parse_clinical_record
 
@@ -49,25 +54,49 @@ def folder_cases(root: Path) -> list[tuple[str, dict[str, Any]]]:
                if p.suffix.lower() == ".mha" and p.stem.rsplit("_", 1)[-1].lower() in MRI_SUFFIXES}
         cases.append((folder.name, {
             "clinical": clinical, "rna": rna,  # paths, read per patient (a broken file costs that modality)
-            "slides": [SlideInput(index=i, wsi=p, mask=masks.get(p.stem), name=p.name) for i, p in enumerate(slides)],
-            "mri": MRIInput(**mri) if mri else None}))
+            "slides": _with_features(folder, files, [SlideInput(index=i, wsi=p, mask=masks.get(p.stem), name=p.name)
+                                                     for i, p in enumerate(slides)]),
+            "mri": _mri_input(folder, mri), "slide_embeddings": slide_embedding_files(folder)}))
     return cases
 
 
+def _mri_input(folder: Path, volumes: dict[str, Path]) -> MRIInput | None:
+    """The MRI volumes, and a precomputed vector `features/mri.{json,h5,npy}` (used instead of them) if present."""
+    features = mri_feature_file(folder)
+    return MRIInput(**volumes, features=features) if volumes or features else None
+
+
+def _with_features(folder: Path, files: list[Path], slides: list[SlideInput]) -> list[SlideInput]:
+    """Attach precomputed `.h5` patch features: `<slide stem>.h5` beside the slide or in `features/`; an `.h5`
+    matching no slide is a slide given only as features. A slide with features is never decoded."""
+    found = {p.name.split(".")[0]: p for p in sorted((folder / "features").glob("*.h5"))} \
+        if (folder / "features").is_dir() else {}
+    found.update({p.name.split(".")[0]: p for p in files if p.suffix.lower() == ".h5"})
+    for slide in slides:
+        slide.features = found.pop(slide.wsi.name.split(".")[0], None) if slide.wsi is not None else None
+    return slides + [SlideInput(index=len(slides) + i, wsi=None, mask=None, name=p.name, features=p)
+                     for i, p in enumerate(found[k] for k in sorted(found))]
+
+
 def csv_cases(path: Path, bundle: Any, id_column: str) -> list[tuple[str, dict[str, Any]]]:
-    """(case id, inputs) per CSV row: schema fields → clinical JSON, gene columns → RNA JSON."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        if id_column not in columns:
-            raise ValueError(f"{path}: no id column {id_column!r} (columns: {columns[:20]})")
-        rows = list(reader)
+    """(case id, inputs) per table row (chimera_surv/readers/table.py: a bad row or byte costs that row only, named
+    in a TABLE log line and, when it has an id, as a failed output row): schema fields → clinical JSON, gene
+    columns → RNA JSON."""
+    from chimera_surv.readers.table import read_table
+
+    frame, problems = read_table(path, id_column)
+    for problem in problems:
+        log.warning("TABLE %s", problem)
     genes = set(bundle.genes)
     cases = []
-    for row in rows:
+    for row in frame.to_dict("records"):
+        row = {k: (v if isinstance(v, str) else None) for k, v in row.items()}
         clinical = {k: _cell(v) for k, v in row.items() if k != id_column and k not in genes}
-        rna = {k: v for k, v in row.items() if k in genes and v not in ("", None)}
+        rna = {k: v for k, v in row.items() if k in genes and v is not None}
         cases.append((row[id_column], {"clinical": clinical, "rna": rna or None, "slides": [], "mri": None}))
+    for line, row_id, cause in frame.attrs.get("rejected", []):
+        if row_id is not None and row_id not in {c[0] for c in cases}:
+            cases.append((row_id, {"rejected": f"{path.name} line {line}: {cause}"}))
     return cases
 
 
@@ -96,9 +125,12 @@ def predict_one(bundle: Any, task: Any, case_id: str, inputs: dict[str, Any], mo
                 device: str | None) -> dict[str, Any]:
     """One patient through the container's own steps (parse → modality inputs → bundle.predict)."""
     degraded = DegradedLog()
+    if "rejected" in inputs:  # a table row that could not be read (readers/table.py): named, costs this patient
+        degraded("table", inputs["rejected"], f"no prediction for {case_id}")
+        return {"case_id": case_id, task.output_kind: "", "risk": "", "used": "", "status": f"failed: {inputs['rejected']}"}
     raw = {m: _read_json(inputs[m], m, degraded) for m in ("clinical", "rna")}
     case = Case(task=task, slides=inputs["slides"], mri=inputs["mri"], clinical=raw["clinical"], rna=raw["rna"],
-                case_id=case_id)
+                case_id=case_id, slide_embeddings=inputs.get("slide_embeddings", []))
     row: dict[str, Any] = {"case_id": case_id, task.output_kind: "", "risk": "", "used": "", "status": "ok"}
     try:
         record = parse_clinical_record(case, bundle.clinical_schema, degraded) if "clinical" in bundle.modalities \
@@ -107,12 +139,29 @@ def predict_one(bundle: Any, task: Any, case_id: str, inputs: dict[str, Any], mo
         if not (math.isfinite(result.value) and math.isfinite(result.risk)):
             raise ValueError(f"non-finite prediction {result.value}")
         row.update({task.output_kind: result.value, "risk": result.risk, "used": "+".join(result.used)})
+        row.update(survival_columns(bundle, task, result))
         if degraded.entries:
             row["status"] = "degraded: " + ", ".join(sorted({e["stage"] for e in degraded.entries}))
     except Exception as exc:  # noqa: BLE001 - one patient's failure never loses the others
         degraded("model", f"{type(exc).__name__}: {exc}", f"no prediction for {case_id}")
         row["status"] = f"failed: {type(exc).__name__}: {exc}"
     return row
+
+
+def survival_columns(bundle: Any, task: Any, result: Any) -> dict[str, Any]:
+    """Survival bundles: S(t) at the bundle's horizons (`S(24 months)`), `median_months` (empty where the
+    curve stays above 0.5) and `months_past_follow_up` (yes / no: the value lies past the longest follow-up in
+    training, an extrapolation; unknown for bundles exported before the follow-up was stored)."""
+    from chimera_surv.meaning import describe
+
+    if task.output_kind != "months":
+        return {}
+    said = describe(bundle, result.value, result.risk, result.used)
+    columns: dict[str, Any] = dict(said["survival"]) if isinstance(said["survival"], dict) else {}
+    columns["median_months"] = "" if said.get("median_months") is None else said["median_months"]
+    longest = said.get("max_follow_up_months")
+    columns["months_past_follow_up"] = "unknown" if longest is None else ("yes" if result.value > longest else "no")
+    return columns
 
 
 def _read_json(value: Any, modality: str, degraded: DegradedLog) -> Any:
@@ -132,7 +181,9 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         path.write_text(json.dumps(rows, indent=1) + "\n")
         return
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["case_id"])
+        # every row's columns (a failed patient has no survival columns), in first-seen order
+        fields = list(dict.fromkeys(k for row in rows for k in row)) or ["case_id"]
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -148,10 +199,10 @@ def predict_cohort(bundle_dir: Path, source: Path, out: Path | None = None, id_c
     task = bundle_task(bundle)
     if source.is_dir():
         cases = folder_cases(source)
-    elif source.suffix.lower() == ".csv":
+    elif source.suffix.lower() in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
         cases = csv_cases(source, bundle, id_column)
     else:
-        raise ValueError(f"INPUT must be a folder or a .csv file, got {source}")
+        raise ValueError(f"INPUT must be a folder or a table (.csv, .tsv, .parquet), got {source}")
     if not cases:
         raise ValueError(f"no patient found in {source} (folders with *_CD.json / *_RNA.json, or CSV rows)")
     model_root = bundle_dir.resolve().parent  # encoders live next to the bundles (model/encoders)
@@ -162,14 +213,30 @@ def predict_cohort(bundle_dir: Path, source: Path, out: Path | None = None, id_c
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chimera_surv.predict_cohort", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m chimera_surv.predict_cohort", description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", type=Path, help="bundle folder (bundle.json + weights.safetensors)")
     parser.add_argument("input", type=Path, help="a folder of patient folders, or a CSV with one row per patient")
     parser.add_argument("--out", type=Path, default=None, help="output file (default: the config's output_file)")
     parser.add_argument("--id-column", default="case_id", help="the CSV column holding the patient id")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from chimera_surv.bundle import BundleError  # numpy only; a broken bundle is named, one line
+
+    return run_cli(lambda: _run(args), user_errors=(UserError, BundleError, FileNotFoundError, NotADirectoryError,
+                                                    PermissionError, ValueError), debug=args.debug)
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Cheap checks before the bundle loads (torch: seconds): a typo is named at once.
+    require_path(args.bundle, "BUNDLE", "dir")
+    require_path(args.bundle / "bundle.json", "BUNDLE (bundle.json)", "file")
+    require_path(args.input, "INPUT")
+    if args.input.is_file() and args.input.suffix.lower() in (".csv", ".tsv", ".txt"):
+        require_columns(args.input, [args.id_column], "--id-column")
+    if args.out is not None and args.out.is_dir():
+        raise UserError(f"--out: {args.out} is a folder; give a file (.csv or .json)")
     path, rows = predict_cohort(args.bundle, args.input, args.out, args.id_column, args.device)
     done = sum(not str(r["status"]).startswith("failed") for r in rows)
     print(f"{done}/{len(rows)} patients predicted → {path}")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import REFERENCE
 
 from chimera_surv.audit.cli import main
 from chimera_surv.audit.report import run_audit
@@ -45,8 +46,9 @@ def test_run_audit_writes_json_and_figures(tmp_path) -> None:
     assert doc["headline"]["all_m_coalition"] == "rna*clinical"
 
 
+@pytest.mark.reference
 def test_cli_glioma_writes_rescored_table(tmp_path, capsys) -> None:
-    assert main(["glioma", "--out", str(tmp_path)]) == 0
+    assert main(["glioma", "--reference", str(REFERENCE / "intershap-glioma"), "--out", str(tmp_path)]) == 0
     doc = json.loads((tmp_path / "audit_glioma_reference.json").read_text())
     assert round(doc["gated"]["estimators"]["e5_patient_mean"]["interaction_pct"], 2) == 4.45
     assert "orig_mean_abs" in capsys.readouterr().out

@@ -11,13 +11,12 @@ import torch
 from chimera_surv.bundle import (
     BundleError,
     BundlePrediction,
-    MemberSpec,
     ModalityInputs,
     NoUsableModality,
     load_bundle,
     make_batch,
-    save_bundle,
 )
+from chimera_surv.bundle_save import MemberSpec, save_bundle
 from chimera_surv.features import Bag, FeatureRecipe
 from chimera_surv.models import build_network
 from chimera_surv.preprocess import ClinicalEncoder, RNANormaliser

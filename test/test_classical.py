@@ -100,12 +100,12 @@ def test_ridge_path_reaches_the_light_coxph_penalty():
     y = Target(True, TIME, EVENT, LABEL)
     path = FAMILIES.build({"name": "ridge"}).fit_grid(Xs, y, 0)
     coxph = CoxPHSurvivalAnalysis(alpha=0.1).fit(Xs, y.structured()).coef_
-    assert not path[0].coef.any()  # the path starts at the null model (see train/auto.py: never chosen)
+    assert not path[0].coef.any()  # the path starts at the null model (see train/selection/: never chosen)
     assert np.abs(path[-1].coef - coxph).max() < 0.05 * np.abs(coxph).max()
 
 
 def test_null_settings_are_never_chosen_and_one_se_stays_within_a_family():
-    from train.auto import best_setting, is_null
+    from train.selection import best_setting, is_null
 
     assert is_null(LinearPredictor(np.zeros(5)), X) and not is_null(LinearPredictor(np.ones(5)), X)
     # a heterogeneous inner split: every real setting ranks below 0.5, the null model scores exactly 0.5

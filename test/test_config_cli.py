@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"recipe": {"target_mpp": "fine"}}, "recipe.target_mpp: Input should be a valid number"),
     ({"protocol": {"folds": 1}}, "protocol.folds: Input should be greater than or equal to 2"),
     ({"task": 4}, "task: Input should be 1, 2, 3, 'survival' or 'binary'"),
-    ({"modalities": ["wsi", "dna"]}, "modalities.1: Input should be 'wsi', 'mri', 'clinical' or 'rna'"),
+    ({"modalities": ["wsi", "dna"]}, "modalities.1: Input should be 'wsi', 'mri', 'clinical', 'rna' or 'slide_embedding'"),
 ])
 def test_a_bad_key_or_type_names_its_path(raw, message):
     with pytest.raises(ConfigError) as error:
@@ -79,6 +79,6 @@ def test_the_command_line_prints_one_line_and_no_traceback(tmp_path):
 
 def test_inference_with_a_missing_input_folder_exits_non_zero(tmp_path, capsys):
     assert inference.main(["--input", str(tmp_path / "typo"), "--output", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err.strip() == (f"ERROR: input folder {tmp_path / 'typo'} does not exist or is "
+    assert capsys.readouterr().err.strip() == (f"error: --input: {tmp_path / 'typo'} does not exist or is "
                                                "not a folder")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

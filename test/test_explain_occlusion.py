@@ -116,8 +116,11 @@ def test_leave_one_out_pools_with_ties_and_min():
         LeaveOneOut(bag[:1], pools)
 
 
-def test_signed_rank_keeps_the_sign_and_centres_no_change():
-    values = np.array([-3.0, -1.0, 0.0, 0.5, 2.0, 2.0])
-    ranks = explain.signed_rank(values)
-    assert ranks[2] == 0.5 and ranks[0] < ranks[1] < 0.5 < ranks[3] < ranks[4] == ranks[5] <= 1.0
-    assert ranks[0] == 0.0
+def test_the_occlusion_map_shows_the_patch_contribution_with_its_sign():
+    """member_occlusion gives risk(without) - risk(with); the map shows the opposite, how much the patch raises
+    the risk, so red (positive) always means the patch raised it."""
+    delta = np.array([-3.0, -1.0, 0.0, 0.5, 2.0])
+    shown = explain.display_values(delta, "occlusion")
+    np.testing.assert_array_equal(shown, -delta)
+    stands, text = explain.map_summary(shown, "occlusion")
+    assert stands and text.startswith("2 patches raise the risk and 2 lower it")

@@ -96,6 +96,13 @@ def test_clean_cases_use_every_modality(trained, tmp_path, caplog):
         result = json.loads(log.split("RESULT", 1)[1].splitlines()[0])
         assert result["provenance"].startswith(f"bundle:{TASKS[task].name}")
         assert set(expected.split("+")) == set(result["provenance"].split("[")[1].rstrip("]").split("+"))
+        # the RESULT line says what the number is: unit, meaning, S(t) at the bundle's horizons, the model
+        assert result["unit"] == "months" and "recurrence" in result["meaning"] and "member" in result["model"]
+        survival = result["survival"]
+        assert survival and all(k.startswith("S(") and k.endswith(" months)") for k in survival)
+        assert all(0.0 <= v <= 1.0 for v in survival.values())
+        by_month = sorted((float(k[2:].split()[0]), v) for k, v in survival.items())
+        assert [v for _, v in by_month] == sorted(survival.values(), reverse=True)  # later horizon, lower S(t)
 
 
 def test_auto_bundle_runs_through_inference_and_degrades(trained, tmp_path, caplog):
@@ -435,17 +442,12 @@ def test_broken_bundle_json_and_memory_errors_name_the_real_cause(trained, tmp_p
 def test_a_tiny_deadline_keeps_a_prefix_bag_and_says_so(trained, tmp_path, caplog, monkeypatch):
     import time
 
-    from chimera_surv.deadline import set_case_deadline
-
     monkeypatch.setenv("CHIMERA_PATCH_RATE", "0.5")  # a fixed, very slow rate: the plan keeps one batch
     out = tmp_path / "out"
     started = time.monotonic()
-    try:
-        with caplog.at_level("INFO"):
-            assert inference.main(["--input", str(trained["cases"][1]), "--output", str(out), "--model",
-                                   str(trained["model"]), "--deadline", "30"]) == 0
-    finally:
-        set_case_deadline(None)
+    with caplog.at_level("INFO"):  # the clock is passed down explicitly: nothing global to reset afterwards
+        assert inference.main(["--input", str(trained["cases"][1]), "--output", str(out), "--model",
+                               str(trained["model"]), "--deadline", "30"]) == 0
     assert time.monotonic() - started < 30
     assert "DEVICE {" in caplog.text and "DEADLINE {" in caplog.text
     extract = json.loads(caplog.text.split("EXTRACT ", 1)[1].splitlines()[0])

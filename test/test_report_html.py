@@ -1,7 +1,9 @@
-"""The training report and an explained case, as people see them: figures drawn from real runs, every figure
-rendered in headless Chromium (non-blank screenshot, every <img> with pixels, no console error), slide heatmaps
-from training (out-of-fold patients) and from `inference.py --explain`, which never changes or fails the case:
-attention for networks, the risk change when each patch is left out (occlusion) for classical models."""
+"""The training report and an explained case, as people see them: one Chromium test per report kind (a CHIMERA task
+with slides, network and classical; a generic survival cohort; the explain page), each judged on the rendered DOM at
+1280 px (every section present, every figure with pixels, nothing wider than its box, no console error); slide
+heatmaps on an absolute scale with a noise floor, from training (out-of-fold patients) and from `inference.py
+--explain`, which never changes or fails the case; the numbers the tables show (clinical-only comparator, spreads,
+horizons)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-from browser import non_blank, render
+from browser import assert_complete, render
 
 import inference
 from chimera_surv import synthetic
@@ -44,7 +46,9 @@ def task2_cohort(tmp_path_factory) -> dict:
     """A 40-patient Task 2 training cohort and one held-out case with a larger slide."""
     root = tmp_path_factory.mktemp("report-html")
     cohort = root / "cohort"
-    write_training_cohort(synthetic.make_cohort(2, 40, 0, demo._options(2, "training")), cohort, workers=1)
+    # slides large enough for several tissue patches: a one-patch slide gets a sentence, not a map
+    training = dataclasses.replace(demo._options(2, "training"), wsi_size=(1536, 1152))
+    write_training_cohort(synthetic.make_cohort(2, 40, 0, training), cohort, workers=1)
     options = dataclasses.replace(demo._options(2, "test"), wsi_size=(2048, 1536))
     case = Path(write_gc_cases(synthetic.make_cohort(2, 1, 7, options), root / "cases", seed=7)[0])
     return {"root": root, "cohort": cohort, "case": case}
@@ -67,19 +71,31 @@ def task2_classical(task2_cohort) -> dict:
     return {"report": root / "work-ridge" / "report", "model": model, "case": task2_cohort["case"], "root": root}
 
 
+def _md_sections(report: Path) -> list[str]:
+    return [line[3:] for line in (report / "report.md").read_text().splitlines() if line.startswith("## ")]
+
+
+def _drawn(heatmaps: list[dict]) -> int:
+    return sum(1 for h in heatmaps if h.get("file"))
+
+
 def test_training_report_renders_every_figure_in_chromium(task2_run, tmp_path):
     report = task2_run["report"]
     summary = json.loads((report / "report.json").read_text())
     assert set(summary["figures"]) == {"training_curves", "roc", "reliability", "f1_threshold"}
     assert summary["model_choice"]["chosen"] == "model" and summary["model_choice"]["why"]
     heatmaps = summary["heatmaps"]
-    assert len(heatmaps) >= 2 and all((report / h["file"]).stat().st_size > 5000 for h in heatmaps)
+    assert _drawn(heatmaps) >= 2 and all((report / h["file"]).stat().st_size > 5000 for h in heatmaps if h["file"])
     assert {h["kind"] for h in heatmaps} == {"attention"}  # networks keep their attention maps
     assert heatmaps[0]["risk_pct"] < 50 < heatmaps[-1]["risk_pct"]  # both ends of the risk scale
+    auc = summary["figure_numbers"]["roc_auc"]["value"]  # the ROC's AUC is the number printed beside it
+    assert f"{auc:.3f}" in (report / "report.md").read_text()
     check, console, shot = render(report / "report.html", tmp_path)
-    assert check == {"images": len(summary["figures"]) + len(heatmaps), "broken": []}
-    assert console == []
-    assert non_blank(shot)
+    sections = _md_sections(report)  # markdown and HTML carry the same sections
+    assert check["sections"] == sections and "Early stopping used an inner split" in (report / "report.md").read_text()
+    assert_complete(check, console, shot, ["About these numbers", "Model chosen", "Cross-validation",
+                                           "Cohort-held-out", "Exported ensemble", "Clinical variables", "Figures",
+                                           "Slide heatmaps"], len(summary["figures"]) + _drawn(heatmaps))
 
 
 def explain_once(run: dict, tmp_path: Path, kind: str) -> tuple[list[Path], list[Path]]:
@@ -97,32 +113,102 @@ def explain_once(run: dict, tmp_path: Path, kind: str) -> tuple[list[Path], list
 def test_explain_writes_heatmaps_and_never_changes_the_prediction(task2_run, tmp_path):
     pages, pngs = explain_once(task2_run, tmp_path, "attention")
     assert len(pages) == 1 and len(pngs) >= 1
+    text = pages[0].read_text()  # the number says what it is and which model and data gave it
+    assert "probability (0-1)" in text and "predicted probability of BRS3" in text and "modalities used" in text
     check, console, shot = render(pages[0], tmp_path, height=1400)
-    assert check == {"images": len(pngs), "broken": []} and console == [] and non_blank(shot)
+    assert_complete(check, console, shot, ["Attention heatmap"], len(pngs))
 
 
 def test_a_classical_model_gets_occlusion_maps_in_the_report_and_from_explain(task2_classical, tmp_path):
-    """Classical members pool the bag without attention: the report and --explain draw the risk change when each
-    patch is left out instead, and both pages render in Chromium with every heatmap."""
+    """Classical members pool the bag without attention: the report and --explain draw how much each patch raises
+    the risk instead; no training curves and no early-stopping claim for a family without epochs."""
     report = task2_classical["report"]
     summary = json.loads((report / "report.json").read_text())
     heatmaps = summary["heatmaps"]
     assert "heatmaps_error" not in summary
     assert len(heatmaps) >= 2 and {h["kind"] for h in heatmaps} == {"occlusion"}
     assert all(h["file"].endswith("_occlusion.png") and (report / h["file"]).stat().st_size > 5000
-               for h in heatmaps)
+               for h in heatmaps if h["file"])
+    assert all(h["summary"] for h in heatmaps)  # each map states its range in risk SD, or that nothing stands out
     assert heatmaps[0]["risk_pct"] < 50 < heatmaps[-1]["risk_pct"]
-    html = (report / "report.html").read_text()
-    assert "risk change when a patch is left out" in html and "the patch raised it" in html
+    assert "training_curves" not in summary["figures"]
+    markdown = (report / "report.md").read_text()
+    assert "Early stopping" not in markdown and "no early stopping" in markdown
     check, console, shot = render(report / "report.html", tmp_path)
-    assert check == {"images": len(summary["figures"]) + len(heatmaps), "broken": []}
-    assert console == [] and non_blank(shot)
+    assert check["sections"] == _md_sections(report)
+    assert_complete(check, console, shot, ["Model chosen", "Cross-validation", "Figures",
+                                           "Slide heatmaps: how much each patch raises the risk"],
+                    len(summary["figures"]) + _drawn(heatmaps))
 
     pages, pngs = explain_once(task2_classical, tmp_path, "occlusion")
-    assert len(pages) == 1 and len(pngs) >= 1 and not list((tmp_path / "explain").glob("*_attention.png"))
-    assert "Risk change when the patch is left out" in pages[0].read_text()
+    assert len(pages) == 1 and not list((tmp_path / "explain").glob("*_attention.png"))
     check, console, shot = render(pages[0], tmp_path, height=1600)
-    assert check == {"images": len(pngs), "broken": []} and console == [] and non_blank(shot)
+    assert_complete(check, console, shot, ["How much each patch raises the risk"], len(pngs))
+
+
+@pytest.fixture(scope="module")
+def generic_survival(tmp_path_factory) -> dict:
+    """A public cohort (GBSG2, bundled with scikit-survival) trained from a table: clinical only, `model: auto`."""
+    from sksurv.datasets import load_gbsg2
+
+    from train.table import train_table
+
+    root = tmp_path_factory.mktemp("generic")
+    X, y = load_gbsg2()
+    frame = X.assign(time=y["time"] / 30.4375, event=y["cens"].astype(int))  # days → months
+    frame.index = [f"p{i:03d}" for i in range(len(frame))]
+    frame = frame.iloc[:170].rename_axis("case_id").reset_index()
+    config = {"protocol": {"folds": 3, "members": 2, "bootstrap": 20, "cohort_holdout": False},
+              "auto": {"candidates": {"coxnet": {"family": "coxnet"},
+                                      "clinical_ridge": {"family": "ridge", "modalities": ["clinical"]}},
+                       "ensembles": [], "backbone_residual": False, "inner_folds": 3}}
+    bundle, report = train_table(frame.iloc[:150], work_dir=root / "run", out=root / "bundle", config=config)
+    frame.iloc[150:].drop(columns=["time", "event"]).to_csv(root / "new.csv", index=False)
+    return {"bundle": bundle, "report": report.parent, "new": root / "new.csv", "root": root,
+            "max_time": float(frame["time"].iloc[:150].max())}
+
+
+def test_a_generic_survival_report_is_complete_and_true(generic_survival, tmp_path):
+    report = generic_survival["report"]
+    summary = json.loads((report / "report.json").read_text())
+    assert set(summary["figures"]) == {"km_by_risk_group", "calibration_horizons"}  # no empty training curves
+    horizons = summary["figure_numbers"]["horizons"]
+    assert len(horizons) == len(set(horizons)) >= 2  # distinct panels
+    evaluation = summary["evaluation"]
+    assert {"harrell_c", "uno_c", "td_auc", "ci95"} <= set(evaluation) and "error" not in evaluation
+    terms = summary["model_terms"]
+    assert terms["effect"] == "hazard ratio per SD" and all(r["ci95"][0] <= r["effect"] <= r["ci95"][1]
+                                                            for r in terms["rows"])
+    markdown = (report / "report.md").read_text()
+    assert "± 0.000" not in markdown and "(one value)" in markdown  # one repeat: no spread printed
+    check, console, shot = render(report / "report.html", tmp_path)
+    assert check["sections"] == _md_sections(report)
+    assert_complete(check, console, shot, ["About these numbers", "Model chosen", "Automatic model choice",
+                                           "Cross-validation", "Survival evaluation", "Cohort-held-out",
+                                           "Exported ensemble", "Clinical variables", "Figures"],
+                    len(summary["figures"]))
+
+
+def test_predict_cohort_gives_survival_at_horizons_and_flags_times_past_the_data(generic_survival, tmp_path):
+    import csv
+
+    from chimera_surv.predict_cohort import predict_cohort
+
+    path, _ = predict_cohort(generic_survival["bundle"], generic_survival["new"], tmp_path / "pred.csv")
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    bundle_meta = json.loads((generic_survival["bundle"] / "bundle.json").read_text())["meta"]
+    columns = [f"S({h:g} months)" for h in bundle_meta["horizons_months"]]
+    assert bundle_meta["max_follow_up_months"] == pytest.approx(generic_survival["max_time"])
+    assert set(columns + ["median_months", "months_past_follow_up"]) <= set(rows[0])
+    for row in rows:
+        s = [float(row[c]) for c in columns]
+        assert all(0 <= v <= 1 for v in s) and s == sorted(s, reverse=True)  # S(t) falls with t
+        past = float(row["months"]) > generic_survival["max_time"]
+        assert row["months_past_follow_up"] == ("yes" if past else "no")
+    risks = [float(r["risk"]) for r in rows]  # higher risk, lower survival at the first horizon
+    first = [float(r[columns[0]]) for r in rows]
+    assert np.corrcoef(risks, first)[0, 1] < -0.99
 
 
 def test_a_failing_explanation_never_fails_the_case(task2_run, tmp_path, monkeypatch, caplog):
@@ -145,14 +231,17 @@ def test_the_render_check_catches_a_broken_image_and_a_script_error(tmp_path):
     from chimera_surv.htmlpage import page
 
     bad = tmp_path / "bad.html"
-    bad.write_text(page("broken", '<img alt="nothing" src="data:image/png;base64,AAAA"><script>nosuch()</script>'))
+    bad.write_text(page("broken", '<h2>One</h2><img alt="nothing" src="data:image/png;base64,AAAA">'
+                                  '<figure><figcaption>no image</figcaption></figure>'
+                                  '<div style="width:3000px">too wide</div><script>nosuch()</script>'))
     check, console, _ = render(bad, tmp_path, height=300)
-    assert check == {"images": 1, "broken": ["nothing"]}
+    assert check["images"] == 1 and check["broken"] == ["nothing"] and check["empty_figures"] == 1
+    assert check["sections"] == ["One"] and check["page_overflows"] and any("too wide" in o for o in check["overflow"])
     assert any("nosuch is not defined" in line for line in console)
 
 
 def test_survival_figures_separate_groups_and_calibrate_a_true_model(tmp_path, monkeypatch):
-    from train import report_figures as rf
+    from train.report import figures as rf
 
     monkeypatch.setattr(rf, "DPI", 100)  # the numbers are what is checked here; 300 dpi is the report's
 
@@ -199,16 +288,87 @@ def test_cv_headline_averages_every_repeat():
 
 def test_the_report_words_follow_the_stopping_rule():
     """Under inner_cv the members' held-out fold is unseen, so the report must not call their OOF figure optimistic."""
-    from train.report_html import _oof_caveat, _stopping_words
+    from train.report.sections import oof_caveat as _oof_caveat
+    from train.report.sections import stopping_words as _stopping_words
 
     holdout, inner = {"ensemble": {"stopping": "holdout"}}, {"ensemble": {"stopping": "inner_cv"}}
+    classical = {"ensemble": {"stopping": "holdout", "family": "classical"}}
+    assert "no early stopping" in _stopping_words(classical) and "optimistic" not in _oof_caveat(classical)
     assert "optimistic" in _oof_caveat(holdout) and "optimistic" not in _oof_caveat(inner)
     assert "inner split" in _stopping_words(holdout) and "inner cross-validation" in _stopping_words(inner)
 
 
 def test_a_report_whose_members_ignore_the_slides_says_why_it_has_no_heatmaps():
-    from train.report_heatmaps import heatmaps_note
+    from train.report.heatmaps import heatmaps_note
 
     note = heatmaps_note([{"modalities": ["clinical"]}, {"modalities": ["clinical"]}])
     assert "none of the exported members uses the slides" in note and "clinical" in note
     assert "could be drawn" in heatmaps_note([{"modalities": ["wsi", "clinical"]}])
+
+
+
+def test_the_clinical_only_comparator_is_never_the_row_itself():
+    from train.report.numbers import clinical_beside
+
+    rows = [{"arch": "model", "split": "3A->3B", "modalities": ["clinical"], "value": 0.604},
+            {"arch": "deep", "split": "3A->3B", "modalities": ["wsi", "clinical"], "value": 0.55},
+            {"arch": "model", "split": "3B->3A", "modalities": ["clinical"], "value": 0.61},
+            {"arch": "clinical", "split": "3B->3A", "modalities": ["clinical"], "value": 0.487}]
+    clinical_beside(rows)
+    assert rows[0]["clinical_only"] is None  # no other clinical-only model on that split: a dash, not itself
+    assert rows[1]["clinical_only"] == {"arch": "model", "value": 0.604}
+    assert rows[2]["clinical_only"] == {"arch": "clinical", "value": 0.487}
+    assert rows[3]["clinical_only"] == {"arch": "model", "value": 0.61}
+
+
+def test_modalities_and_spreads_say_what_is_true():
+    from train.report.numbers import modality_label
+    from train.report.sections import spread
+
+    assert modality_label([["clinical"], ["clinical"]]) == "clinical"
+    assert modality_label([["clinical"], ["wsi", "clinical"], ["wsi", "clinical"]]) == \
+        "clinical (1 of 3 folds), wsi+clinical (2 of 3 folds)"
+    assert spread(0.61, 0.0, 1) == "0.610 (one value)" and spread(0.61, 0.02, 4) == "0.610 ± 0.020"
+
+
+def test_calibration_horizons_are_distinct_event_months():
+    from train.report.numbers import distinct_horizons
+
+    # follow-up plateaus at 40 months (most censored there): follow-up quantiles would repeat one KM value
+    time = np.array([1, 2, 3, 40, 40, 40, 40, 40.0])
+    event = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    assert distinct_horizons(None, time, event) == [1.0, 2.0, 3.0]
+    assert distinct_horizons([12, 12, 24], time, event) == [12.0, 24.0]
+    many = np.arange(1, 100.0)
+    assert distinct_horizons(None, many, np.ones(99)) == [25.0, 50.0, 75.0]
+
+
+def test_heatmap_scale_is_absolute_with_a_noise_floor():
+    from chimera_surv import explain
+
+    n = 200
+    uniform = explain.display_values(np.full(n, 1 / n), "attention")
+    assert np.allclose(uniform, 1.0)  # an even share is 1×, whatever the slide
+    stands, text = explain.map_summary(uniform * np.linspace(0.9, 1.1, n), "attention")
+    assert not stands and text.startswith("no region stands out")
+    peaked = np.full(n, 0.5 / (n - 5))
+    peaked[:5] = 0.1
+    stands, text = explain.map_summary(explain.display_values(peaked, "attention"), "attention")
+    assert stands and "5 patches at 1.5× or more" in text
+    # the issue's case: an occlusion range of -0.017 to +0.004 SD is negligible
+    delta = np.linspace(-0.004, 0.017, 50)  # risk without the patch - with it
+    stands, text = explain.map_summary(explain.display_values(delta, "occlusion"), "occlusion")
+    assert not stands and "less than 0.05 SD" in text and "SD of the risk" in text
+    stands, text = explain.map_summary(explain.display_values(np.r_[delta, -0.3], "occlusion"), "occlusion")
+    assert stands and text.startswith("1 patches raise the risk")
+
+
+def test_a_slide_with_too_few_patches_gets_a_sentence(tmp_path):
+    from chimera_surv import explain
+
+    slide = SimpleNamespace(index=0, wsi=tmp_path / "tiny.tif", name="tiny.tif")
+    coords = np.array([[0, 0, 0], [0, 224, 0]])
+    drawn = explain.case_heatmaps([slide], coords, np.array([0.6, 0.4]), 112.0, tmp_path, "c1")
+    assert drawn == [{"slide": "tiny.tif", "file": None, "stands_out": False,
+                      "summary": "tiny.tif: only 2 tissue patch(es), too few for a map (at least 4 needed)"}]
+    assert not list(tmp_path.glob("*.png"))

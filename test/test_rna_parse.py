@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import REFERENCE, ROOT
 
 from chimera_surv.readers.rna import default_gene_order, parse_rna
 
@@ -50,10 +50,16 @@ def test_report_serialises():
     assert json.loads(json.dumps(report.to_dict()))["nonnumeric"] == 1
 
 
-def test_default_gene_order_is_the_shared_reference():
+def test_default_gene_order_is_the_repository_copy():
     genes = default_gene_order()
     assert len(genes) == 19359 and genes[:3] == ["A1BG", "A1CF", "A2M"] and genes == sorted(genes)
-    assert genes == json.loads((SHARED / "reference" / "chimera" / "gene_order.json").read_text())
+    assert genes == json.loads((ROOT / "resources" / "gene_order.json").read_text())
+    assert "gene_order.json" in (ROOT / "resources" / "README.md").read_text()  # its source is named beside it
+
+
+@pytest.mark.reference
+def test_repository_gene_order_equals_the_reference_copy():
+    assert default_gene_order() == json.loads((REFERENCE / "chimera" / "gene_order.json").read_text())
 
 
 def test_full_length_vector_from_a_complete_json():

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from chimera_surv.bundle import MemberSpec, ModalityInputs, load_bundle, save_bundle
+from chimera_surv.bundle import ModalityInputs, load_bundle
+from chimera_surv.bundle_save import MemberSpec, save_bundle
 from chimera_surv.features import Bag, FeatureRecipe
 from chimera_surv.models import build_network
 from chimera_surv.preprocess import RNANormaliser, within_sample

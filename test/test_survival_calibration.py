@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED
+from conftest import REFERENCE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,11 +19,22 @@ from chimera_surv.survival.calibration import (
 )
 from chimera_surv.survival.metrics import c_index_of_times, harrell_c
 
-BLADDER = SHARED / "reference" / "chimera" / "bladder-rec.csv"
+BLADDER = REFERENCE / "chimera" / "bladder-rec.csv"
 
 
-@pytest.fixture(scope="module")
-def bladder():
+def _stand_in_outcomes() -> tuple[np.ndarray, np.ndarray]:
+    """176 Task 3-like outcomes (months) from the synthetic generator, whose censoring is the parametric stand-in."""
+    from chimera_surv.synthetic import CohortOptions, make_cohort
+
+    cohort = make_cohort(3, 176, seed=5, options=CohortOptions(with_images=False, with_rna=False))
+    return np.array([p.time for p in cohort], dtype=float), np.array([p.event for p in cohort], dtype=int)
+
+
+# Every test of realistic follow-up runs on the stand-in; the real outcomes are an optional reference run.
+@pytest.fixture(scope="module", params=["stand_in", pytest.param("real", marks=pytest.mark.reference)])
+def bladder(request):
+    if request.param == "stand_in":
+        return _stand_in_outcomes()
     df = pd.read_csv(BLADDER)
     return df.Time.to_numpy(dtype=float), df.Progression.to_numpy(dtype=int)
 
@@ -107,7 +118,7 @@ def test_km_quantile_follows_the_km_curve(bladder):
 
 
 def test_seed002_map_reproduces_its_ties_and_km_quantile_removes_them(bladder):
-    """On the real Task 3 outcomes with random risks: count tied patients under each map."""
+    """On Task 3-like outcomes (stand-in; the real ones as a reference run) with random risks: count ties."""
     t, e = bladder
     ties = {}
     for name in ("km_quantile", "km_stepwise_seed002"):
@@ -120,7 +131,8 @@ def test_seed002_map_reproduces_its_ties_and_km_quantile_removes_them(bladder):
             assert (np.diff(times[order]) <= 0).all()
             _, counts = np.unique(times, return_counts=True)
             assert counts.max() > 0.4 * len(t)
-            assert c_index_of_times(e, t, times) < harrell_c(e, t, risks)
+            # the tied times score 0.5 per pair: the C-index moves toward chance
+            assert abs(c_index_of_times(e, t, times) - 0.5) < abs(harrell_c(e, t, risks) - 0.5)
     assert ties["km_quantile"] == 0
     assert ties["km_stepwise_seed002"] > 0.5 * len(t)
 
@@ -165,12 +177,9 @@ def test_probability_calibrations():
     assert sig.kind == "probability" and CALIBRATIONS.build("km_quantile").kind == "months"
 
 
-def test_km_quantile_tail_stays_below_the_follow_up_cap_and_strictly_ordered():
+def test_km_quantile_tail_stays_below_the_follow_up_cap_and_strictly_ordered(bladder):
     """Beyond the KM plateau the extrapolation is compressed: the lowest risks get long but plausible times."""
-    import pandas as pd
-    from conftest import SHARED
-
-    real = pd.read_csv(SHARED / "reference/chimera/bladder-rec.csv")
+    real = pd.DataFrame({"Time": bladder[0], "Progression": bladder[1]})
     rng = np.random.default_rng(0)
     cal = CALIBRATIONS.build({"name": "km_quantile"}).fit(rng.normal(size=len(real)), real["Time"].to_numpy(),
                                                            real["Progression"].to_numpy())

@@ -146,7 +146,7 @@ def test_late_fusion_has_zero_intershap_through_train(cohort, tmp_path):
 def test_summary_and_figure_carry_the_harsanyi_orders(tmp_path):
     """The member docs' Harsanyi dividends reach the summary (mean ± SD by coalition order) and the report figure."""
     from train.audit import markdown, summarise
-    from train.report_figures import intershap_figure
+    from train.report.figures import intershap_figure
 
     def doc(name, three_way):
         est = {"interaction_pct": 10.0, "shares_pct": {"wsi": 30.0, "clinical": 30.0, "rna": 30.0, "interaction": 10.0}}

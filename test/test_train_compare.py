@@ -11,7 +11,6 @@ import torch
 
 from chimera_surv.models import build_network, preset
 from chimera_surv.tasks import TASKS
-from train.auto import is_classical
 from train.config import load_config
 from train.networks import (
     DEFAULT_ENCODERS,
@@ -21,6 +20,7 @@ from train.networks import (
     with_time_grid,
 )
 from train.protocol import architectures
+from train.selection import is_classical
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "train" / "configs").glob("*.yaml"))
 DIMS = {"wsi": 1024, "clinical": 27, "rna": 128, "mri": 12}

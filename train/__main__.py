@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from chimera_surv.cli import Parser, UserError, run_cli
 from train.config import ConfigError, config_hash, load_config, resolve_path
 from train.extract import shard as _shard
 from train.extract import wait_for_shards
 
 STEPS = ("extract", "fit", "cv", "export", "report", "audit")
-MODALITY_ORDER = ("wsi", "mri", "clinical", "rna")
+MODALITY_ORDER = ("wsi", "mri", "clinical", "rna", "slide_embedding")
 log = logging.getLogger("train")
 
 
@@ -47,6 +48,10 @@ class Run:
 
         self.config = config
         base = Path(config["_base"])
+        if config["cohort"].get("table"):  # the table route infers what the config leaves out (train/table.py)
+            from train.table import prepare_config
+
+            prepare_config(config, base, survival=str(config.get("task")) not in ("2", "binary"))
         self.task = task_from_config(config)  # CHIMERA task 1/2/3, or a generic survival/binary task
         self.survival = self.task.is_survival
         self.work = resolve_path(config["work_dir"], base)
@@ -69,10 +74,20 @@ class Run:
         cohort_cfg = config["cohort"]
         root = resolve_path(cohort_cfg["root"], base)
         labels = LabelSpec.from_config(self.schema, cohort_cfg.get("labels"), base)
-        self.patients = load_cohort(root, labels, survival=self.survival, cohort_regex=cohort_cfg["cohort_regex"],
-                                    default_cohort=cohort_cfg["default_cohort"])
+        if cohort_cfg.get("table"):
+            from train.table import table_patients
+
+            self.patients = table_patients(cohort_cfg, base, self.survival, labels.positive)
+        else:
+            self.patients = load_cohort(root, labels, survival=self.survival,
+                                        cohort_regex=cohort_cfg["cohort_regex"],
+                                        default_cohort=cohort_cfg["default_cohort"])
         self.genes = self._genes(base) if "rna" in self.modalities else []
-        self.hash = config_hash(config)
+        from train.fingerprint import DataFingerprint
+
+        # every cached result is keyed on the config AND the data (patients, labels, clinical, RNA, image files)
+        self.fingerprint = DataFingerprint.of(self.patients, self.genes)
+        self.hash = self.fingerprint.run_hash(config_hash(config))
         log.info("cohort %s: %d patients, modalities %s, config %s", root, len(self.patients), self.modalities,
                  self.hash)
         self._ctx = None
@@ -118,6 +133,10 @@ class Run:
             modalities=self.modalities, extra=[x.extra for x in p])
         data.bags = [load_bag(self.work, x.case_id) for x in p] if "wsi" in self.modalities else [None] * len(p)
         data.records = [parse_clinical(x.clinical, self.schema) if x.clinical is not None else None for x in p]
+        if "clinical" in self.modalities:  # what was treated as missing, one line per feature (console, train.log)
+            from train.clinical_missing import report as report_missing
+
+            data.clinical_missing = report_missing(data.records, self.schema, log)
         if "rna" in self.modalities:
             data.rna = np.stack([parse_rna(x.rna, self.genes).values if x.rna is not None
                                  else np.full(len(self.genes), np.nan, np.float32) for x in p])
@@ -131,6 +150,10 @@ class Run:
                 raise ValueError("no patient has MRI features; drop 'mri' from `modalities`")
             data.mri_names = next(n for v, n in loaded if v is not None)
             data.mri = np.stack([v if v is not None else np.full(width, np.nan, np.float32) for v, _ in loaded])
+        if "slide_embedding" in self.modalities:  # one slide-encoder vector per slide, averaged (train/table.py)
+            from train.table import embedding_matrix
+
+            data.slide_embedding, data.slide_embedding_names = embedding_matrix(p)
         return data
 
     def fit(self) -> list[dict[str, Any]]:
@@ -171,13 +194,17 @@ class Run:
         from train.report import attach_audit
 
         path = run_member_audits(self.context(), self.fit(), self.work / "report")
-        attach_audit(self.work / "report", json.loads(path.read_text()))
+        doc = json.loads(path.read_text())
+        if "skipped" in doc:  # a step that does not apply says so and is not an error
+            print(f"audit: not applicable: {doc['skipped']}")
+            return path
+        attach_audit(self.work / "report", doc)
         print(f"audit: {path}")
         return path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m train", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--steps", nargs="+", choices=STEPS + ("all",), default=["all"])
     parser.add_argument("--out", type=Path, default=None, help="bundle folder (overrides the config's `out`)")
@@ -187,19 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) >= 2 and argv[0] in STEPS and "--steps" not in argv:  # `python -m train audit CONFIG`
         argv = argv[1:] + ["--steps", argv[0]]
     args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except USER_ERRORS as exc:  # one clear line and a non-zero exit; the traceback goes to train.log
-        if any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
-            log.exception("user error")
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # one clear line and exit 2 (chimera_surv/cli.py); the traceback goes to train.log
+    return run_cli(lambda: _run(args), user_errors=USER_ERRORS, debug=args.debug, log=log)
 
 
 # What a user fixes in the config or the cohort: a bad key, a missing path, a modality without data.
-USER_ERRORS = (ConfigError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+USER_ERRORS = (UserError, ConfigError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -214,16 +234,54 @@ def _run(args: argparse.Namespace) -> int:
     rank, world, _ = _shard()
     if world > 1 and rank != 0:  # torchrun: every rank extracts its share; the later steps run once, on rank 0
         steps = [s for s in steps if s == "extract"]
+    _reconcile_data(run, steps, rank, world)
     gathered = not (world > 1 and "extract" in steps)
+    if rank == 0 and "extract" not in steps:
+        _save_fingerprint(run)
     for step in steps:
         if step != "extract" and not gathered:  # rank 0 waits for every shard's manifest (files, no collective)
             wait_for_shards(run.work, world)
             gathered = True
+            _save_fingerprint(run)
         started = time.perf_counter()
         getattr(run, step)()
+        if step == "extract" and world == 1:
+            _save_fingerprint(run)
         log.info("step %s done in %.1f s", step, time.perf_counter() - started)
         print(f"[{step}] {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _reconcile_data(run: Run, steps: list[str], rank: int, world: int) -> None:
+    """Say in one line what changed since the last run in this work folder (the run hash already keeps old
+    results from being reused) and drop this rank's extracted features of patients whose image files changed."""
+    from train import fingerprint
+    from train.extract import assign, bag_path, mri_path
+
+    old = fingerprint.load(run.work)
+    changes = run.fingerprint.changes(old) if old is not None else []
+    if not changes:
+        return
+    message = (f"data changed since the last run in {run.work.name}/: {'; '.join(changes)}; "
+               "results computed on the old data are recomputed")
+    log.info(message)
+    print(message)
+    stale = run.fingerprint.changed_images(old)
+    if stale and "extract" not in steps:
+        raise ValueError(f"slide/MRI files of {len(stale)} patient(s) changed since their features were extracted "
+                         f"({', '.join(stale[:3])}): run the `extract` step")
+    mine = {p.case_id for p in (assign(run.patients, world)[rank] if world > 1 else run.patients)}
+    for case_id in stale:
+        if case_id in mine:
+            bag_path(run.work, case_id).unlink(missing_ok=True)
+            mri_path(run.work, case_id).unlink(missing_ok=True)
+
+
+def _save_fingerprint(run: Run) -> None:
+    """Record the data the cached features and results now match (after extraction, once every shard is done)."""
+    from train import fingerprint
+
+    fingerprint.save(run.work, run.fingerprint)
 
 
 if __name__ == "__main__":

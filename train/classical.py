@@ -1,7 +1,7 @@
 """Fitting the classical families (chimera_surv/classical) on one fold's encoding.
 
 A family is a named grid of settings (FAMILIES registry); `fit_grid` fits every setting of a family on one design
-matrix and returns one predictor per setting, so the inner CV of train/auto.py scores a whole penalty path or a
+matrix and returns one predictor per setting, so the inner CV of train/selection/ scores a whole penalty path or a
 boosting schedule from a single fit. Survival tasks use scikit-survival, the binary task scikit-learn; every
 fitted model is exported to arrays (chimera_surv.classical.predictors) and only those arrays predict.
 """

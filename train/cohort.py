@@ -6,6 +6,7 @@ Layouts recognised (found by file-name pattern under the root, never by a fixed 
 - Tasks 2/3: `<id>/<id>_HE.tif`, `<id>_HE_mask.tif`, `<id>_CD.json` (+ `<id>_RNA.json` for Task 3).
 Labels come from the clinical JSON keys the schema names (`labels`), or from a CSV (`labels_csv`) whose columns
 the config names. The cohort (3A/3B, 2A/2B) comes from a CSV column or a regex on the case id.
+A cohort given as a table instead (`cohort.table`) is read by train/table.py into the same `Patient` records.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Patient:
     event: int | None = None  # 1 = event (survival tasks)
     label: int | None = None  # 1 = positive class (Task 2)
     extra: dict[str, str] = field(default_factory=dict)  # other CSV columns (e.g. a synthetic latent risk)
+    features_h5: list[Path] = field(default_factory=list)  # precomputed slide features (table route, train/table.py)
+    slide_embeddings: list[Path] = field(default_factory=list)  # slide-encoder vectors, one file per slide
 
 
 @dataclass

@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,8 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `epochs: yes` (a YAML bool) or `lr: "0.1"` is refused, not coerced; an int is still a float.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class LabelsConfig(_Section):
@@ -39,6 +41,16 @@ class LabelsConfig(_Section):
 
 class CohortConfig(_Section):
     root: str | None = None
+    # the table route (train/table.py): one row per patient in a CSV/Parquet file instead of `root`
+    table: str | None = None
+    id: str = "case_id"  # the table's id column
+    time: str | None = None  # survival time column (default "time"), in the unit of the output (months)
+    event: str | None = None  # event column (default "event")
+    label: str | None = None  # binary tasks: the label column (values in labels.positive are positive)
+    cohort_column: str | None = None  # centre / study column (stratification, cohort-held-out rows)
+    rna_table: str | None = None  # a wide table: the id column + one column per gene
+    slides_h5: str | None = None  # a folder of Trident/CLAM `.h5` patch features, `<id>.h5` or `<id>_*.h5`
+    slide_embeddings: str | None = None  # a folder of slide-encoder vectors (.h5/.npy/.json), `<id>[_*].<ext>`
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     cohort_regex: str | None = r"^([0-9]+[A-Za-z])_"
     default_cohort: str = "all"
@@ -119,7 +131,7 @@ class TrainConfig(_Section):
     cohort: CohortConfig = Field(default_factory=CohortConfig)
     schema_: int | str | None = Field(None, alias="schema")  # task id, "task3" or a schema JSON path
     genes: str | None = "from_cohort"  # a JSON list path, or from_cohort (the first RNA file's genes)
-    modalities: list[Literal["wsi", "mri", "clinical", "rna"]] | None = None  # default: the task's
+    modalities: list[Literal["wsi", "mri", "clinical", "rna", "slide_embedding"]] | None = None  # default: the task's
     recipe: dict[str, Any] = Field(default_factory=lambda: {"encoder": "test-tiny", "target_mpp": 0.5,
                                                             "patch_size": 224, "min_tissue": 0.1})
     encoder_root: str | None = "model/encoders"
@@ -130,21 +142,21 @@ class TrainConfig(_Section):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
     train: TrainSection = Field(default_factory=TrainSection)
-    # `auto` (train/auto.py: classical families + ensembles chosen by nested inner CV), a classical family
+    # `auto` (train/selection/: classical families + ensembles chosen by nested inner CV), a classical family
     # `{family: ...}`, or a network architecture (empty = train/networks.py defaults)
     model: Literal["auto"] | dict[str, Any] = "auto"
-    auto: dict[str, Any] = Field(default_factory=dict)  # overrides of train/auto.py AUTO_DEFAULTS
+    auto: dict[str, Any] = Field(default_factory=dict)  # overrides of train/selection/ AUTO_DEFAULTS
     compare: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name → architecture, same folds
     calibration: dict[str, Any] | None = None  # default km_quantile (survival) / platt (Task 2)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, protected_namespaces=())
 
     @field_validator("auto")
     @classmethod
     def _auto_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from train.auto import AUTO_DEFAULTS  # the one list of auto's settings
+        from train.selection import AUTO_DEFAULTS  # the one list of auto's settings
 
         unknown = sorted(set(value) - set(AUTO_DEFAULTS))
         if unknown:
@@ -244,12 +256,42 @@ def resolve_path(value: str | Path | None, base: Path) -> Path | None:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently: a second `train:`
+    block would reset `epochs`) and reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`; strict types would refuse
+    the string)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: merged keys may be overridden, by design
+                continue
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {line}; first at line {seen[key]})", key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
+
+
 def _read(source: str | Path) -> dict[str, Any]:
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.constructor.ConstructorError as exc:
+        if exc.problem and exc.problem.startswith("duplicate key"):
+            line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+            raise ConfigError(f"{path}:{line}: {exc.problem}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if raw is not None and not isinstance(raw, dict):

@@ -15,7 +15,7 @@ import numpy as np
 
 from chimera_surv.preprocess import ClinicalEncoder, RNANormaliser, Standardiser
 
-VECTOR_MODALITIES = ("mri", "clinical", "rna")
+VECTOR_MODALITIES = ("mri", "clinical", "rna", "slide_embedding")
 RNA_SCALES = ("counts", "log")
 log = logging.getLogger("train.data")
 
@@ -75,7 +75,10 @@ class CohortArrays:
     rna: np.ndarray | None = None  # (n, G) float32, NaN rows for missing
     mri: np.ndarray | None = None  # (n, D) float32, NaN rows for missing
     mri_names: list[str] = field(default_factory=list)
+    slide_embedding: np.ndarray | None = None  # (n, D) float32, the mean slide-encoder vector; NaN rows missing
+    slide_embedding_names: list[str] = field(default_factory=list)  # `<encoder>:<i>`: the recipe the bundle keeps
     extra: list[dict[str, str]] = field(default_factory=list)
+    clinical_missing: list[dict[str, Any]] = field(default_factory=list)  # per feature (train/clinical_missing.py)
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -91,7 +94,7 @@ class CohortArrays:
             return np.array([b is not None and len(b) > 0 for b in self.bags], dtype=bool)
         if modality == "clinical":
             return np.array([r is not None and r.n_present() > 0 for r in self.records], dtype=bool)
-        matrix = self.rna if modality == "rna" else self.mri
+        matrix = {"rna": self.rna, "mri": self.mri}.get(modality, getattr(self, modality, None))
         if matrix is None:
             return np.zeros(n, dtype=bool)
         return np.isfinite(matrix).any(axis=1)
@@ -138,6 +141,9 @@ def encode_fold(data: CohortArrays, train_idx: list[int] | tuple[int, ...], sche
         elif modality == "mri":
             encoder = Standardiser(**options.get("mri", {})).fit(data.mri[fit_idx], data.mri_names or None)
             vectors[modality] = encoder.transform(data.mri)
+        elif modality == "slide_embedding":
+            encoder = Standardiser().fit(data.slide_embedding[fit_idx], data.slide_embedding_names or None)
+            vectors[modality] = encoder.transform(data.slide_embedding)
         else:
             raise ValueError(f"unknown modality '{modality}'")
         vectors[modality] = np.asarray(vectors[modality], dtype=np.float32)

@@ -4,9 +4,12 @@ cohorts, then let the container predict held-out synthetic grand-challenge cases
 Steps per task: synthetic training cohort (CHIMERA training layout) → `train` steps extract, fit, cv, export, report into
 `<out>/<task name>/` → held-out cases in the grand-challenge layout (a different patient stream) → inference.py's
 `run_case` in this process, scored from the JSON file it wrote (`--subprocess`: `python inference.py` per case) →
-the held-out C-index (AUC for Task 2) beside the oracle value of the latent risk, printed first; then where each
-task's training report (report.html, with figures and out-of-fold slide heatmaps: attention for networks, the risk
-change when each patch is left out for classical models) is; per-case rows with --rows.
+the held-out C-index (AUC for Task 2) beside the oracle value of the latent risk. The summary is printed at the
+end, after the progress of every task, so it is what the terminal shows last: the scores, where each task's
+training report (report.html, with figures and out-of-fold slide heatmaps: attention for networks, the risk change
+when each patch is left out for classical models) is, and where the sample cases' heatmaps went; per-case rows with
+--rows. `--smoke`: smaller cohorts, fewer held-out cases and no comparison architectures, to check in a few minutes
+that every part runs (its scores say little).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import numpy as np
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEMO_SIZES = {1: 90, 2: 100, 3: 100}
+SMOKE_SIZES = {1: 60, 2: 60, 3: 60}  # the least the demo configs' 5 outer x 4 inner folds stratify reliably
+SMOKE_HELDOUT = 10
+SMOKE_OVERRIDES = {"protocol": {"bootstrap": 20, "members": 2}}
 WSI_SIZE = (1024, 768)
 RNA_PANEL = 200
 
@@ -43,10 +49,10 @@ REPORT_STEPS = ("extract", "fit", "cv", "export", "report")
 
 
 def train_task(task: int, work: Path, out: Path, n: int, seed: int, steps: tuple[str, ...] = TRAIN_STEPS,
-               overrides: dict[str, Any] | None = None) -> Path:
+               overrides: dict[str, Any] | None = None, compare: bool = True) -> Path:
     """Generate the training cohort (once) and run `steps` (default extract → fit → export; the demo adds cv and
     report); returns the bundle folder. `overrides` are merged over the demo config (e.g. a network as `model`
-    instead of `auto`)."""
+    instead of `auto`); `compare=False` drops the comparison architectures (smoke runs)."""
     from chimera_surv import synthetic
     from chimera_surv.make_cases import write_training_cohort
     from chimera_surv.tasks import TASKS
@@ -62,6 +68,8 @@ def train_task(task: int, work: Path, out: Path, n: int, seed: int, steps: tuple
                          {"cohort": {"root": str(cohort.resolve())}, "work_dir": str((work / f"work_task{task}").resolve()),
                           "out": str(bundle_dir.resolve()), "encoder_root": str((out / "encoders").resolve()),
                           "seed": seed, **(overrides or {})})
+    if not compare:
+        config["compare"] = {}
     run = Run(config)
     for step in steps:
         getattr(run, step)()
@@ -118,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("model"), help="model folder (bundles go to <out>/<task>)")
     parser.add_argument("--cases", type=Path, default=Path("runs/demo/cases"), help="held-out case folders")
-    parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="cohorts and training work folders")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="cohorts and training work folders (default runs/demo; runs/demo-smoke with --smoke)")
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--n-heldout", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
@@ -127,23 +136,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-cases", type=Path, default=None,
                         help="also write the sample cases (grand-challenge layout; Task 1 with 1, 2 and 3 slides) "
                              "here and run `python inference.py --explain` on each of them")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"a quick check that every part runs: {SMOKE_SIZES[1]} training patients per task, "
+                             f"{SMOKE_HELDOUT} held-out cases, one sample case per task and slide count, no "
+                             "comparison architectures")
     args = parser.parse_args(argv)
+    args.work = args.work or Path("runs/demo-smoke" if args.smoke else "runs/demo")
     started = time.perf_counter()
+    sizes, n_heldout = (SMOKE_SIZES, SMOKE_HELDOUT) if args.smoke else (DEMO_SIZES, args.n_heldout)
     summary, rows, reports = [], [], {}
     for task in args.tasks:
         t0 = time.perf_counter()
-        train_task(task, args.work, args.out, DEMO_SIZES[task], args.seed, steps=REPORT_STEPS)
+        train_task(task, args.work, args.out, sizes[task], args.seed, steps=REPORT_STEPS,
+                   overrides=SMOKE_OVERRIDES if args.smoke else None, compare=not args.smoke)
         train_s = time.perf_counter() - t0
         reports[task] = (args.work / f"work_task{task}" / "report" / "report.html").resolve()
         truth, values = [], []
-        for case in heldout_cases(task, args.cases, args.n_heldout, args.seed):
+        for case in heldout_cases(task, args.cases, n_heldout, args.seed):
             value, provenance, seconds = predict(case, args.out, args.work / "outputs" / case.name, args.subprocess)
             truth.append(json.loads((case / "expected.json").read_text()))
             values.append(value)
             rows.append((task, case.name, value, provenance, seconds))
         metric, oracle, name = score(task, truth, values)
         summary.append((task, name, metric, oracle, metric / oracle if oracle else float("nan"), train_s))
-    print("\nsummary (held-out synthetic cases, scored through the container's code)")
+    heatmaps = None
+    if args.sample_cases is not None:  # before the summary, so the summary is the last thing printed
+        explain = (args.work / "explain").resolve()
+        sample_line = run_sample_cases(args.sample_cases, args.out, args.work / "sample_outputs", args.tasks,
+                                       args.seed, explain, args.rows, n_per_task=1 if args.smoke else 2)
+        pages = sorted(explain.glob("*_explained.html"))
+        kinds = {k: len(list(explain.glob(f"*_{k}.png"))) for k in ("attention", "occlusion")}
+        heatmaps = (f"{sample_line}\nslide heatmaps of the sample cases (inference.py --explain): {len(pages)} case "
+                    f"pages, {_kind_words(kinds)}, in {explain} (none for a case whose bundle does not use the "
+                    "slides)")
+    smoke = " (smoke run: small cohorts, scores say little)" if args.smoke else ""
+    print(f"\nsummary (held-out synthetic cases, scored through the container's code){smoke}")
     for task, name, metric, oracle, ratio, train_s in summary:
         verdict = "OK" if ratio >= 0.85 else "below 0.85 x oracle"
         print(f"  task {task}: {name} {metric:.3f} / oracle {oracle:.3f} = {ratio:.2f}  [{verdict}]  "
@@ -155,14 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{'task':>4}  {'case':<10} {'prediction':>12}  {'provenance':<40} {'s':>6}")
         for task_id, name, value, provenance, seconds in rows:
             print(f"{task_id:>4}  {name:<10} {value:>12.4f}  {provenance:<40} {seconds:>6.2f}")
-    if args.sample_cases is not None:
-        explain = (args.work / "explain").resolve()
-        run_sample_cases(args.sample_cases, args.out, args.work / "sample_outputs", args.tasks, args.seed,
-                         explain, args.rows)
-        pages = sorted(explain.glob("*_explained.html"))
-        kinds = {k: len(list(explain.glob(f"*_{k}.png"))) for k in ("attention", "occlusion")}
-        print(f"\nslide heatmaps of the sample cases (inference.py --explain): {len(pages)} case pages, "
-              f"{_kind_words(kinds)}, in {explain} (none for a case whose bundle does not use the slides)")
+    if heatmaps is not None:
+        print(f"\n{heatmaps}")
     print(f"\ndemo done in {time.perf_counter() - started:.0f} s (per-case rows: --rows)")
     return 0
 
@@ -188,13 +209,14 @@ def _heatmap_words(report_json: Path) -> str:
 
 
 def run_sample_cases(cases: Path, model: Path, outputs: Path, tasks: list[int], seed: int,
-                     explain: Path | None = None, show_rows: bool = False) -> None:
-    """The sample cases of `make cases`, each through a real `python inference.py` process (with --explain)."""
+                     explain: Path | None = None, show_rows: bool = False, n_per_task: int = 2) -> str:
+    """The sample cases of `make cases`, each through a real `python inference.py` process (with --explain);
+    returns the one-line count for the summary (rows, when asked for, are printed as they come)."""
     from chimera_surv.make_cases import main as make_cases
     from chimera_surv.tasks import classify_slug
 
     with contextlib.redirect_stdout(io.StringIO()):  # its per-task oracle lines mean nothing for 2 cases
-        make_cases(["--layout", "gc", "--task", *map(str, tasks), "--n", "2", "--out", str(cases), "--seed",
+        make_cases(["--layout", "gc", "--task", *map(str, tasks), "--n", str(n_per_task), "--out", str(cases), "--seed",
                     str(seed)])
     rows = []
     for case in sorted(p for p in cases.iterdir() if (p / "inputs.json").is_file()):
@@ -203,12 +225,13 @@ def run_sample_cases(cases: Path, model: Path, outputs: Path, tasks: list[int], 
         slides = sum(1 for e in json.loads((case / "inputs.json").read_text())
                      if (classify_slug(e["interface"]["slug"]) or ("",))[0] == "wsi")
         rows.append((expected.get("task", "?"), case.name, slides, value, provenance, seconds))
-    print(f"\nsample cases in {cases}: {len(rows)} run as `python inference.py`, "
-          f"{sum(r[4].startswith('bundle:') for r in rows)} answered by a bundle")
+    line = (f"sample cases in {cases}: {len(rows)} run as `python inference.py`, "
+            f"{sum(r[4].startswith('bundle:') for r in rows)} answered by a bundle")
     if show_rows:
         print(f"{'task':>4}  {'case':<10} {'slides':>6} {'prediction':>12}  {'provenance':<44} {'s':>6}")
         for task, name, slides, value, provenance, seconds in rows:
             print(f"{task:>4}  {name:<10} {slides:>6} {value:>12.4f}  {provenance:<44} {seconds:>6.2f}")
+    return line
 
 
 if __name__ == "__main__":

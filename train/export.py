@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 import chimera_surv
-from chimera_surv.bundle import MemberSpec, save_bundle
+from chimera_surv.bundle_save import MemberSpec, save_bundle
 from chimera_surv.survival.calibration import CALIBRATIONS
-from train.protocol import RunContext, member_state, oof_standardised
+from train.protocol import RunContext, member_state, oof_standardised, spread_ratio
 
 
 def fit_calibration(ctx: RunContext, oof: np.ndarray) -> dict[str, Any]:
@@ -33,13 +33,16 @@ def export(ctx: RunContext, members: list[dict[str, Any]], out_dir: Path, recipe
            genes: list[str], cv_summary: dict[str, Any] | None = None) -> Path:
     """Assemble MemberSpecs from the work folder and save the bundle deterministically."""
     oof = oof_standardised(ctx, members)
+    # the calibration is fitted on one member's OOF spread; the shipped average is divided by this ratio to match
+    ratio = spread_ratio(members)
     if not np.isfinite(oof).all():
         raise RuntimeError("some patients have no out-of-fold risk; re-run the fit step")
     specs = [MemberSpec(name=r["name"], network_config=r["network"], input_dims=r["input_dims"],
                         state_dict=member_state(ctx, r), preprocessing=r["preprocessing"],
-                        risk_shift=r["risk_shift"], risk_scale=r["risk_scale"], kind=r.get("kind", "network"))
+                        risk_shift=r["risk_shift"], risk_scale=r["risk_scale"] * ratio, kind=r.get("kind", "network"))
              for r in members]
-    modalities = members[0]["modalities"]
+    # members may have chosen different options (auto selects inside each member's training part)
+    modalities = [m for m in ctx.data.modalities if any(m in r["modalities"] for r in members)]
     config = ctx.config
     meta = {
         "config_hash": ctx.config_hash,
@@ -52,6 +55,10 @@ def export(ctx: RunContext, members: list[dict[str, Any]], out_dir: Path, recipe
         **({"auto": members[0]["auto"]} if members[0].get("auto") else {}),
         "train": config["train"],
         "cv_summary": cv_summary or {},
+        "shipped_risk_spread_ratio": ratio,
+        "oof_provenance": oof_provenance(members),
+        **({"auto_member_choices": [r["auto"]["chosen"] for r in members]} if members[0].get("auto") else {}),
+        **survival_meta(ctx, oof),  # per-patient S(t) at horizons and the longest follow-up (predict_cohort)
     }
     from chimera_surv.generic import task_from_config, task_meta
 
@@ -62,6 +69,43 @@ def export(ctx: RunContext, members: list[dict[str, Any]], out_dir: Path, recipe
                        recipe=_inference_recipe(recipe) if "wsi" in modalities else None,
                        mri_kind=config.get("mri_kind") if "mri" in modalities else None,
                        genes=genes if "rna" in modalities else [], clinical_schema=ctx.schema.to_dict(), meta=meta)
+
+
+def oof_provenance(members: list[dict[str, Any]]) -> str:
+    """Where the out-of-fold risks behind the calibration and the OOF figure come from (a report caveat)."""
+    if all(r.get("kind") == "classical" for r in members):
+        return ("classical: each member chose its option on its own training part's inner splits and was refitted "
+                "there; its held-out fold was seen by neither the choice nor the fit")
+    stopping = sorted({str(r.get("stopping")) for r in members})
+    if "holdout" in stopping:
+        return ("network: each member early-stopped on its own held-out fold, so its out-of-fold risks (and the "
+                "calibration fitted on them) are optimistic")
+    return f"network: stopping {', '.join(stopping)} inside each member's training part; held-out fold unseen"
+
+
+def survival_meta(ctx: RunContext, oof: np.ndarray) -> dict[str, Any]:
+    """Survival tasks: a one-covariate Cox model with a Breslow baseline on the out-of-fold ensemble risk
+    (lifelines), stored as arrays (chimera_surv.survival.calibration.SurvivalCurve), the report's horizons and
+    the longest training follow-up, so each patient's S(t) and median can be given and times past the data flagged."""
+    if not ctx.survival:
+        return {}
+    import pandas as pd
+    from lifelines import CoxPHFitter
+
+    from chimera_surv.survival.calibration import SurvivalCurve
+    from train.report.numbers import distinct_horizons
+
+    data = ctx.data
+    centre = float(np.mean(oof))
+    frame = pd.DataFrame({"risk": oof - centre, "time": data.time, "event": data.event.astype(int)})
+    cph = CoxPHFitter(penalizer=1e-4).fit(frame, "time", "event")
+    hazard = cph.baseline_cumulative_hazard_  # at the centre (risk 0 after centring)
+    keep = hazard.index.to_numpy() > 0
+    curve = SurvivalCurve(float(cph.params_["risk"]), centre, hazard.index.to_numpy()[keep].tolist(),
+                          hazard.iloc[:, 0].to_numpy()[keep].tolist(), float(np.max(data.time)))
+    horizons = distinct_horizons((ctx.config.get("report") or {}).get("horizons"), data.time, data.event)
+    return {"survival_curve": curve.to_dict(), "horizons_months": horizons,
+            "max_follow_up_months": float(np.max(data.time))}
 
 
 def _inference_recipe(recipe: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -92,6 +92,14 @@ def extract_all(patients: list[Patient], config: dict[str, Any], work: Path, mod
             if target.is_file():
                 counts["reused"] += 1
                 continue
+            if patient.features_h5 or not patient.slides:  # precomputed `.h5` (table route) or no slide at all
+                from train.h5features import import_case
+
+                features, coords = import_case(patient.features_h5, recipe)  # a recipe mismatch names the file
+                tensors = {"features": features, "coords": coords}
+                _atomic_write(target, lambda tmp, t=tensors: save_file(t, str(tmp)))
+                counts["computed"] += 1
+                continue
             try:
                 if encoder is None:
                     encoder = load_encoder(recipe.encoder, encoder_root, device, weights=recipe.weights)

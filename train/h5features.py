@@ -19,8 +19,8 @@ size must match the training recipe, or the import fails: features of another en
 train a model that inference cannot feed. Export writes the same convention plus explicit `encoder`,
 `target_mpp` and `level0_mpp` attributes, so a round trip needs no outside knowledge.
 
-    python -m train.h5features import CONFIG.yaml FEATURES_DIR [--encoder uni_v1] [--level0-mpp 0.25]
-    python -m train.h5features export CONFIG.yaml OUT_DIR [--level0-mpp 0.25]
+    python -m train.h5features import CONFIG.yaml FEATURES_DIR [--encoder uni_v1] [--level0-mpp 0.25] [--work DIR]
+    python -m train.h5features export CONFIG.yaml OUT_DIR [--level0-mpp 0.25] [--work DIR]
 
 Files are matched to the cohort's slides by name (`<slide file stem>.h5`, Trident's naming); imported bags go where
 `extract` would write them, so `extract` then skips those patients and the later steps use them.
@@ -29,96 +29,26 @@ Files are matched to the cohort's slides by name (`<slide file stem>.h5`, Triden
 from __future__ import annotations
 
 import argparse
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
-from chimera_surv.encoders import get_spec
-from chimera_surv.features import FeatureRecipe
+from chimera_surv.cli import Parser, UserError, require_path, run_cli
 
-# Trident's encoder names -> ours (only the encoders this project registers)
-TRIDENT_ENCODERS = {"uni_v1": "uni", "uni_v2": "uni2-h", "conch_v1": "conch_v1", "virchow2": "virchow2",
-                    "hoptimus0": "h-optimus-0", "h0-mini": "h0-mini", "resnet50": "resnet50-trunc"}
-SPACING_TOLERANCE = 0.05  # relative
+if TYPE_CHECKING:  # torch comes with it: imported where used, so a mistyped path fails in well under a second
+    from chimera_surv.features import FeatureRecipe
 
-
-@dataclass
-class H5Features:
-    """One slide's features as read from an `.h5`: features float32 (N, D), coords int64 (N, 2) level-0 px."""
-
-    features: np.ndarray
-    coords: np.ndarray
-    attrs: dict[str, Any] = field(default_factory=dict)
-    encoder: str | None = None
-
-    def spacing(self, level0_mpp: float | None = None) -> float | None:
-        """µm/px of the patches: ours, Trident's magnification, or CLAM's level downsample x level-0 µm/px."""
-        a = self.attrs
-        if "target_mpp" in a:
-            return float(a["target_mpp"])
-        if a.get("target_magnification") not in (None, -1):
-            return 10.0 / float(a["target_magnification"])
-        if "downsample" in a and level0_mpp is not None:
-            return float(np.asarray(a["downsample"]).ravel()[0]) * level0_mpp
-        return None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def read_h5(path: Path | str) -> H5Features:
-    """Read a Trident/CLAM/our `.h5`; the encoder from the `encoder` attribute or a `features_<name>` folder."""
-    path = Path(path)
-    with h5py.File(path, "r") as handle:
-        if "features" not in handle or "coords" not in handle:
-            raise ValueError(f"{path}: not a patch-feature file (needs datasets 'features' and 'coords')")
-        features = np.asarray(handle["features"][()], dtype=np.float32)
-        coords = np.asarray(handle["coords"][()])
-        attrs = {k: _plain(v) for k, v in handle["coords"].attrs.items()}
-        attrs.update({f"features.{k}": _plain(v) for k, v in handle["features"].attrs.items()})
-    if features.ndim == 3 and features.shape[0] == 1:  # CLAM's (1, N, D)
-        features = features[0]
-    if coords.ndim == 3 and coords.shape[0] == 1:
-        coords = coords[0]
-    if features.ndim != 2 or coords.shape != (features.shape[0], 2):
-        raise ValueError(f"{path}: features {features.shape} and coords {coords.shape} do not pair up")
-    if not np.isfinite(features).all():
-        raise ValueError(f"{path}: non-finite features")
-    encoder = attrs.get("features.encoder") or attrs.get("encoder")
-    if encoder is None:
-        folder = re.match(r"features_(.+)", path.parent.name)
-        encoder = folder.group(1) if folder else None
-    return H5Features(features, coords.astype(np.int64), attrs, encoder)
-
-
-def check_recipe(item: H5Features, recipe: FeatureRecipe, source: str, encoder: str | None = None,
-                 level0_mpp: float | None = None) -> None:
-    """Raise ValueError unless the file's encoder, dimension, spacing and patch size are the recipe's."""
-    name = encoder or item.encoder
-    if name is None:
-        raise ValueError(f"{source}: the encoder is not recorded; name it (e.g. --encoder uni_v1)")
-    name = TRIDENT_ENCODERS.get(name, name)
-    if name != recipe.encoder:
-        raise ValueError(f"{source}: features of encoder '{name}', the recipe uses '{recipe.encoder}'")
-    if item.features.shape[1] != get_spec(name).dim:
-        raise ValueError(f"{source}: {item.features.shape[1]}-d features, '{name}' gives {get_spec(name).dim}")
-    spacing = item.spacing(level0_mpp)
-    if spacing is None:
-        raise ValueError(f"{source}: the patch spacing is not recorded; give the slides' level-0 µm/px")
-    if abs(spacing - recipe.target_mpp) > SPACING_TOLERANCE * recipe.target_mpp:
-        raise ValueError(f"{source}: patches at {spacing:g} µm/px, the recipe uses {recipe.target_mpp:g}")
-    size = item.attrs.get("patch_size")
-    if size is not None and int(size) != recipe.patch_size:
-        raise ValueError(f"{source}: {int(size)}-px patches, the recipe uses {recipe.patch_size}")
+# The reader and the recipe check are the container's (inference takes `.h5` in place of slides too).
+from chimera_surv.readers.precomputed import (  # noqa: F401 - re-exported for training callers
+    SPACING_TOLERANCE,
+    TRIDENT_ENCODERS,
+    H5Features,
+    RecipeMismatch,
+    check_recipe,
+    read_h5,
+)
 
 
 def import_case(paths: list[Path], recipe: FeatureRecipe, encoder: str | None = None,
@@ -130,6 +60,8 @@ def import_case(paths: list[Path], recipe: FeatureRecipe, encoder: str | None = 
         check_recipe(item, recipe, str(path), encoder, level0_mpp)
         features.append(item.features)
         coords.append(np.concatenate([np.full((len(item.coords), 1), index, np.int64), item.coords], 1))
+    from chimera_surv.encoders import get_spec
+
     dim = get_spec(recipe.encoder).dim
     return (np.concatenate(features) if features else np.zeros((0, dim), np.float32),
             np.concatenate(coords) if coords else np.zeros((0, 3), np.int64))
@@ -172,20 +104,36 @@ def slide_stem(path: Path | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from safetensors.numpy import load_file, save_file
-
-    from train.__main__ import Run
-    from train.config import load_config
-    from train.extract import bag_path
-
-    parser = argparse.ArgumentParser(prog="python -m train.h5features", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m train.h5features", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("import", "export"))
     parser.add_argument("config", type=Path)
     parser.add_argument("folder", type=Path, help="import: the .h5 files (<slide file stem>.h5); export: destination")
     parser.add_argument("--encoder", default=None, help="the files' encoder when they do not record it")
     parser.add_argument("--level0-mpp", type=float, default=None, help="slides' level-0 µm/px (CLAM; export)")
+    parser.add_argument("--work", type=Path, default=None, help="work folder (overrides `work_dir`, as in `train`)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     args = parser.parse_args(argv)
-    run = Run(load_config(args.config))
+    if args.level0_mpp is not None and not args.level0_mpp > 0:
+        parser.error(f"argument --level0-mpp: {args.level0_mpp} is not a positive µm/px")
+    from train.config import ConfigError
+
+    return run_cli(lambda: _run(args), user_errors=(UserError, ConfigError, FileNotFoundError, NotADirectoryError,
+                                                    PermissionError, ValueError), debug=args.debug)
+
+
+def _run(args: argparse.Namespace) -> int:
+    require_path(args.config, "CONFIG", "file")  # cheap checks first: the imports below take seconds (torch)
+    if args.action == "import":
+        require_path(args.folder, "FEATURES_DIR", "dir")
+    from safetensors.numpy import load_file, save_file
+
+    from chimera_surv.features import FeatureRecipe
+    from train.__main__ import Run
+    from train.config import load_config
+    from train.extract import bag_path
+
+    overrides = {"work_dir": str(args.work.resolve())} if args.work else {}
+    run = Run(load_config(args.config, overrides))
     recipe = FeatureRecipe.from_dict(run.config["recipe"])
     for patient in run.patients:
         names = [slide_stem(s.wsi) for s in patient.slides]

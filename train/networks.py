@@ -15,6 +15,7 @@ DEFAULT_ENCODERS: dict[str, dict[str, Any]] = {
     "mri": {"name": "mlp", "hidden": [32], "dropout": 0.1},
     "clinical": {"name": "mlp", "hidden": [32], "dropout": 0.1},
     "rna": {"name": "mlp", "hidden": [64, 32], "dropout": 0.25},
+    "slide_embedding": {"name": "mlp", "hidden": [32], "dropout": 0.25},  # one slide-encoder vector, like MRI's
 }
 
 
@@ -82,12 +83,12 @@ def resolve_architecture(entry: dict[str, Any], main: Any = None, name: str = "c
 
 def resolve_architectures(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """`{"model": config["model"], **resolved compare entries}` in config order (train/protocol.py)."""
-    from train.auto import is_classical
+    from train.selection import is_classical
 
     main = config.get("model")
     out = {"model": main}
     for name, entry in (config.get("compare") or {}).items():
-        # a classical entry (auto or a family) has no network keys to inherit or complete: train/auto.py reads it
+        # a classical entry (auto or a family) has no network keys to inherit or complete: train/selection/ reads it
         out[name] = entry if is_classical(entry) else resolve_architecture(entry, main, f"compare.{name}")
     return out
 

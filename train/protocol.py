@@ -87,8 +87,8 @@ def run_split(ctx: RunContext, arch_name: str, arch: dict[str, Any], split: Spli
 
 
 def evaluate_split(ctx: RunContext, arch_name: str, arch: Any, split: Split, salt: int = 0) -> dict[str, Any]:
-    """A split's record: classical families and `auto` (train/auto.py) or a network (run_split)."""
-    from train.auto import is_classical, run_classical_split
+    """A split's record: classical families and `auto` (train/selection/) or a network (run_split)."""
+    from train.selection import is_classical, run_classical_split
 
     if is_classical(arch):
         return run_classical_split(ctx, arch_name, arch, split, _split_seed(ctx.config, split, salt))
@@ -167,7 +167,7 @@ def member_splits(ctx: RunContext) -> list[Split]:
 def fit_members(ctx: RunContext) -> list[dict[str, Any]]:
     """Train the exported ensemble (resumable per member); each member's weights go to members/<file>.safetensors.
     With `train.seeds: n`, every split gives n members (one per seed, `member<k>s<j>`), averaged like the others."""
-    from train.auto import is_classical
+    from train.selection import is_classical
 
     arch = ctx.config["model"]
     if is_classical(arch):
@@ -193,31 +193,41 @@ def _member_file(split_name: str, seed_index: int) -> str:
 
 
 def fit_classical_members(ctx: RunContext, arch: Any) -> list[dict[str, Any]]:
-    """`auto`/classical members: one selection by inner CV over the whole cohort (members/choice.json, no
-    member's held-out fold is reported), then the chosen model refitted on each member's training part."""
+    """`auto`/classical members: each member chooses on its own training part's inner splits and is refitted
+    there, so its held-out fold's risks come from a procedure (selection included) that never saw those patients;
+    those risks give the ensemble's out-of-fold figure and fit the calibration. The bundle averages the members'
+    own choices (each recorded in its member file)."""
     from safetensors.numpy import save_file as save_arrays
 
-    from train.auto import classical_member, select
+    from train.selection import classical_member, select
 
-    choice_path = ctx.work / "members" / "choice.json"
-    choice = _cached(choice_path, ctx, arch)
-    if choice is None:
-        everyone = list(range(len(ctx.data)))
-        choice = {**select(ctx, arch, everyone, int(ctx.config["seed"]) + 20_000), "config_hash": ctx.config_hash,
-                  "arch_config": arch}
-        _write_json(choice_path, choice)
     out = []
     for split in tqdm(member_splits(ctx), desc="fit members", unit="member"):
         path = ctx.work / "members" / f"{split.name}.json"
         weights = path.with_suffix(".safetensors")
         record = _cached(path, ctx)
         if record is None or not weights.is_file():
-            record, arrays = classical_member(ctx, arch, choice, split, _split_seed(ctx.config, split, 50))
+            seed = _split_seed(ctx.config, split, 50)
+            choice = select(ctx, arch, list(split.train), seed + 20_000)
+            record, arrays = classical_member(ctx, arch, choice, split, seed)
             weights.parent.mkdir(parents=True, exist_ok=True)
             save_arrays({k: np.ascontiguousarray(v) for k, v in sorted(arrays.items())}, str(weights))
             _write_json(path, record)
         out.append(record)
     return out
+
+
+def spread_ratio(members: list[dict[str, Any]]) -> float:
+    """SD over patients of the shipped risk (the mean of the members' standardised risks) over the mean SD of one
+    member's standardised risk. The calibration is fitted on out-of-fold risks, each from one member; dividing the
+    shipped average by this ratio puts it on that spread, so its months do not shrink toward the median. Uses no
+    outcome; 1 when a member did not record its risk on every patient (networks)."""
+    if not members or any("risk_all" not in r for r in members):
+        return 1.0
+    z = np.asarray([(np.asarray(r["risk_all"]) - r["risk_shift"]) / r["risk_scale"] for r in members])
+    single = float(np.mean(np.std(z, axis=1)))
+    ratio = float(np.std(z.mean(axis=0))) / single if single > 1e-12 else 1.0
+    return ratio if np.isfinite(ratio) and ratio > 1e-6 else 1.0
 
 
 def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple[list[dict[str, Any]], list[Any]]:

@@ -3,7 +3,8 @@
 Why: the seed's Table 1 (3.03 ± 2.64, 3.72 ± 3.16, 4.45 ± 4.94) is eq. 5 applied per patient, while its MLP
 figure (4.82%) uses a ratio of means over main effects. Re-scoring the same per-patient phi columns with one
 consistent estimator shows what the comparison looks like when it is not mixed (seed-methods.md §1.4).
-The files live in ../shared/reference/intershap-glioma/ (read in place, never copied).
+The files are the public analysis outputs of iainswift/intershap-glioma; that repository has no licence file, so
+they are not shipped: pass their folder (`--reference DIR`); the tests that need them are optional (`reference`).
 """
 
 from __future__ import annotations

@@ -103,7 +103,10 @@ class ClassicalModel:
         parts = []
         for j, pdoc in enumerate(doc["parts"]):
             blocks = [DesignBlock.from_parts(bdoc, _sub(arrays, f"p{j}.b{k}.")) for k, bdoc in enumerate(pdoc["blocks"])]
-            predictor = predictor_from_parts(pdoc["predictor"], _sub(arrays, f"p{j}.pred."))
+            try:
+                predictor = predictor_from_parts(pdoc["predictor"], _sub(arrays, f"p{j}.pred."))
+            except (ValueError, TypeError, KeyError) as err:  # name the arrays' keys, the field is in the message
+                raise ValueError(f"part {j} predictor (arrays p{j}.pred.*): {err}") from err
             width = sum(b.width for b in blocks)
             if predictor.n_features != width:
                 raise ValueError(f"part {j}: predictor expects {predictor.n_features} features, design has {width}")

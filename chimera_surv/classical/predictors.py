@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from chimera_surv.limits import MAX_TREE_DEPTH, MAX_TREE_NODES
 from chimera_surv.registry import Registry
 
 PREDICTORS: Registry[Any] = Registry("classical predictor")
@@ -41,7 +42,14 @@ class LinearPredictor:
 
     @classmethod
     def from_parts(cls, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> LinearPredictor:
-        return cls(arrays["coef"], doc.get("intercept", 0.0))
+        """Refuses (ValueError naming the field) a coefficient vector that is not 1-D, finite and as declared."""
+        coef = _array(arrays, "coef", 1, np.floating)
+        declared = doc.get("n_features", len(coef))
+        if _int(declared, "n_features") != len(coef):
+            raise ValueError(f"'coef' has {len(coef)} values, the predictor expects {declared} ('n_features')")
+        if not np.isfinite(coef).all():
+            raise ValueError("'coef' holds non-finite values")
+        return cls(coef, _finite(doc.get("intercept", 0.0), "intercept"))
 
 
 @PREDICTORS.register("trees")
@@ -94,13 +102,14 @@ class TreeEnsemblePredictor:
             raise ValueError(f"tree ensemble expects (n, {self.n_features}) inputs, got {X.shape}")
         node = np.broadcast_to(self.roots, (X.shape[0], len(self.roots))).copy()
         rows = np.arange(X.shape[0])[:, None]
-        while True:
+        for _ in range(MAX_TREE_DEPTH + 1):  # a visit bound: validated trees end far sooner; never a hang
             inner = self.left[node] >= 0
             if not inner.any():
                 return node
             go_left = X[rows, np.where(inner, self.feature[node], 0)] <= self.threshold[node]
             step = np.where(go_left, self.left[node], self.right[node])
             node = np.where(inner, step, node)
+        raise ValueError(f"tree ensemble: a path is longer than {MAX_TREE_DEPTH} nodes (a cycle?)")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         values = self.value[self.leaves(X)]
@@ -117,17 +126,93 @@ class TreeEnsemblePredictor:
 
     @classmethod
     def from_parts(cls, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> TreeEnsemblePredictor:
-        out = cls(arrays["left"], arrays["right"], arrays["feature"], arrays["threshold"], arrays["value"],
-                  arrays["roots"], doc["n_features"], doc.get("init", 0.0), doc.get("scale", 1.0),
-                  doc.get("reduce", "sum"))
-        n_nodes = len(out.left)
-        if not (len(out.right) == len(out.feature) == len(out.threshold) == len(out.value) == n_nodes):
-            raise ValueError("tree ensemble arrays have inconsistent lengths")
-        if len(out.roots) != int(doc["n_trees"]) or out.left.max(initial=-1) >= n_nodes:
-            raise ValueError("tree ensemble structure does not match its description")
-        return out
+        """Validated at load: a broken structure is refused here (ValueError naming the field), never at predict."""
+        names = ("left", "right", "feature", "threshold", "value", "roots")
+        kinds = (np.integer, np.integer, np.integer, np.floating, np.floating, np.integer)
+        left, right, feature, threshold, value, roots = (_array(arrays, n, 1, k) for n, k in zip(names, kinds))
+        n_features, n_trees = _int(doc.get("n_features"), "n_features"), _int(doc.get("n_trees"), "n_trees")
+        reduce = doc.get("reduce", "sum")
+        if reduce not in ("sum", "mean"):
+            raise ValueError(f"'reduce' must be sum or mean, not {reduce!r}")
+        check_tree_structure(left, right, feature, threshold, value, roots, n_features, n_trees)
+        return cls(left, right, feature, threshold, value, roots, n_features, _finite(doc.get("init", 0.0), "init"),
+                   _finite(doc.get("scale", 1.0), "scale"), reduce)
+
+
+def check_tree_structure(left: np.ndarray, right: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
+                         value: np.ndarray, roots: np.ndarray, n_features: int, n_trees: int) -> None:
+    """Raise ValueError unless the flattened trees are well formed: sizes as declared, every child in range (-1
+    only as the leaf marker), every node reached at most once from the roots (so no cycle and no shared subtree),
+    split features in range, thresholds and values finite. Why: a cycle hangs prediction and a negative index wraps
+    around silently; both must be refused when the bundle loads."""
+    n_nodes = len(left)
+    if not 1 <= n_nodes <= MAX_TREE_NODES:
+        raise ValueError(f"'left' has {n_nodes} nodes (allowed 1 to {MAX_TREE_NODES})")
+    for name, arr in (("right", right), ("feature", feature), ("threshold", threshold), ("value", value)):
+        if len(arr) != n_nodes:
+            raise ValueError(f"'{name}' has {len(arr)} entries, 'left' has {n_nodes} nodes")
+    if n_trees < 1 or len(roots) != n_trees:
+        raise ValueError(f"'roots' has {len(roots)} entries, 'n_trees' declares {n_trees}")
+    if n_features < 1:
+        raise ValueError(f"'n_features' is {n_features}, at least 1 expected")
+    for name, arr in (("left", left), ("right", right)):
+        bad = np.flatnonzero((arr < -1) | (arr >= n_nodes))
+        if len(bad):
+            raise ValueError(f"'{name}'[{bad[0]}] = {arr[bad[0]]} is out of range (-1 = leaf, else 0..{n_nodes - 1})")
+    bad = np.flatnonzero((left < 0) != (right < 0))
+    if len(bad):
+        raise ValueError(f"node {bad[0]} has one child only (left {left[bad[0]]}, right {right[bad[0]]})")
+    bad = np.flatnonzero((roots < 0) | (roots >= n_nodes))
+    if len(bad):
+        raise ValueError(f"'roots'[{bad[0]}] = {roots[bad[0]]} is out of range 0..{n_nodes - 1}")
+    inner = left >= 0
+    bad = np.flatnonzero(inner & ((feature < 0) | (feature >= n_features)))
+    if len(bad):
+        raise ValueError(f"'feature'[{bad[0]}] = {feature[bad[0]]} is out of range 0..{n_features - 1}")
+    bad = np.flatnonzero(inner & ~np.isfinite(threshold))
+    if len(bad):
+        raise ValueError(f"'threshold'[{bad[0]}] is not finite")
+    if not np.isfinite(value).all():
+        raise ValueError(f"'value'[{np.flatnonzero(~np.isfinite(value))[0]}] is not finite")
+    seen = np.zeros(n_nodes, dtype=bool)
+    frontier, depth = roots, 0
+    while len(frontier):  # breadth first; each level marks new nodes or raises, so at most n_nodes levels
+        if depth > MAX_TREE_DEPTH:
+            raise ValueError(f"a tree is deeper than {MAX_TREE_DEPTH} levels")
+        if seen[frontier].any() or len(np.unique(frontier)) != len(frontier):
+            again = frontier[seen[frontier]] if seen[frontier].any() else frontier
+            raise ValueError(f"node {again[0]} is reached twice from the roots (a cycle or a shared subtree)")
+        seen[frontier] = True
+        frontier = np.concatenate([left[frontier][inner[frontier]], right[frontier][inner[frontier]]])
+        depth += 1
+
+
+def _array(arrays: dict[str, np.ndarray], name: str, ndim: int, kind: type) -> np.ndarray:
+    """arrays[name], which must exist with `ndim` dimensions and a numeric dtype of `kind` (int or float)."""
+    if name not in arrays:
+        raise ValueError(f"array '{name}' is missing")
+    arr = np.asarray(arrays[name])
+    if arr.ndim != ndim:
+        raise ValueError(f"array '{name}' has shape {arr.shape}, expected {ndim} dimension(s)")
+    if not (np.issubdtype(arr.dtype, kind) or (kind is np.floating and np.issubdtype(arr.dtype, np.integer))):
+        raise ValueError(f"array '{name}' has dtype {arr.dtype}, expected {kind.__name__}")
+    return arr.astype(np.int64 if kind is np.integer else np.float64)
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"'{name}' is {value!r}, an integer expected")
+    return value
+
+
+def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"'{name}' is {value!r}, a finite number expected")
+    return float(value)
 
 
 def predictor_from_parts(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
-    """Rebuild a predictor from its JSON description and arrays."""
+    """Rebuild a predictor from its JSON description and arrays (validated: ValueError naming the field)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+        raise TypeError(f"predictor description {str(doc)[:80]!r} has no 'name'")
     return PREDICTORS.get(doc["name"]).from_parts(doc, arrays)

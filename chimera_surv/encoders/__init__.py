@@ -17,6 +17,7 @@ from chimera_surv.encoders.base import (
     EncoderSpec,
     MissingWeights,
     PatchEncoder,
+    WeightFileError,
     WeightMismatch,
     build_meta,
     expected_shapes,
@@ -26,5 +27,5 @@ from chimera_surv.encoders.base import (
     write_encoder_weights,
 )
 
-__all__ = ["ENCODERS", "SPECS", "EncoderSpec", "MissingWeights", "PatchEncoder", "WeightMismatch", "build_meta",
-           "expected_shapes", "get_spec", "load_encoder", "stored_key_shapes", "write_encoder_weights"]
+__all__ = ["ENCODERS", "SPECS", "EncoderSpec", "MissingWeights", "PatchEncoder", "WeightFileError", "WeightMismatch",
+           "build_meta", "expected_shapes", "get_spec", "load_encoder", "stored_key_shapes", "write_encoder_weights"]

@@ -39,6 +39,20 @@ class WeightMismatch(ValueError):
     """A weight file whose keys or shapes do not match the architecture."""
 
 
+class WeightFileError(RuntimeError):
+    """A weight file that cannot be read (corrupt header, truncated, non-finite values). `source_file` names it, so
+    the DEGRADED line blames the weight file, not the slides being encoded (predict.attempt reads it)."""
+
+    def __init__(self, path: Path, cause: BaseException | str) -> None:
+        try:
+            size = f"{path.stat().st_size} bytes"
+        except OSError:
+            size = "size unknown"
+        self.source_file = f"encoder weight file {path} ({size})"
+        reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {str(cause).strip()[:200]}"
+        super().__init__(f"{self.source_file} is unusable: {reason}")
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
     """What a caller needs to know about an encoder without building it."""
@@ -231,12 +245,25 @@ def load_encoder(name: str, encoder_root: Path | str | None, device: str | torch
             model = seeded_init_(ENCODERS.build(name), seed=int(spec.extra.get("seed", 0)))
             return _freeze(model, device)
         expected = " or ".join(str(Path(encoder_root or "<encoder_root>") / name / f) for f in spec.weight_files)
-        raise MissingWeights(f"encoder '{name}' needs its weights at {expected} (nothing is downloaded)")
+        missing = MissingWeights(f"encoder '{name}' needs its weights at {expected} (nothing is downloaded)")
+        missing.source_file = f"encoder weights {expected}"  # type: ignore[attr-defined]
+        raise missing
     model = build_meta(name)
-    found = _normalise_keys(spec, checkpoint_shapes(path))
-    compare_shapes(expected_shapes(model), found, str(path))
-    tensors = _normalise_keys(spec, _load_tensors(path))
-    model.trunk.load_state_dict(tensors, strict=True, assign=True)
+    try:
+        found = _normalise_keys(spec, checkpoint_shapes(path))
+        compare_shapes(expected_shapes(model), found, str(path))
+        tensors = _normalise_keys(spec, _load_tensors(path))
+        bad = next((k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise WeightFileError(path, f"tensor {bad!r} holds non-finite values")
+        model.trunk.load_state_dict(tensors, strict=True, assign=True)
+    except WeightMismatch as err:
+        err.source_file = f"encoder weight file {path}"  # type: ignore[attr-defined]
+        raise
+    except WeightFileError:
+        raise
+    except Exception as err:  # a corrupt header, a truncated file, a tensor torch cannot map: the file's fault
+        raise WeightFileError(path, err) from err
     _rebuild_non_persistent(model, spec)
     log.info("loaded encoder %s from %s", name, path)
     return _freeze(model, device)

@@ -197,6 +197,9 @@ class ClinicalRecord:
 
     values: dict[str, float | str | None]
     issues: list[str] = field(default_factory=list)
+    # feature key → why it is missing: "absent" (no key / no clinical data), "missing" (a missing token),
+    # "out_of_range", "unknown" (level, category or binary value), "unparsable"; training counts them
+    problems: dict[str, str] = field(default_factory=dict)
 
     def n_present(self) -> int:
         return sum(v is not None for v in self.values.values())
@@ -327,7 +330,9 @@ def parse_clinical(raw: Any, schema: Any) -> ClinicalRecord:
     values: dict[str, float | str | None] = {name: None for name, _ in schema.columns()}
     data, issues = unwrap_json_object(raw, "clinical")
     if data is None:
-        return ClinicalRecord(values, issues + ["clinical: every feature missing"])
+        return ClinicalRecord(values, issues + ["clinical: every feature missing"],
+                              dict.fromkeys((f.key for f in schema.features), "absent"))
+    problems: dict[str, str] = {}
     by_folded = {}
     for key in data:
         by_folded.setdefault(str(key).casefold(), key)
@@ -336,6 +341,7 @@ def parse_clinical(raw: Any, schema: Any) -> ClinicalRecord:
         key = spec.key if spec.key in data else by_folded.get(spec.key.casefold())
         if key is None:
             issues.append(f"clinical '{spec.key}': key absent")
+            problems[spec.key] = "absent"
             continue
         if key != spec.key:
             issues.append(f"clinical '{spec.key}': read from key '{key}'")
@@ -351,10 +357,24 @@ def parse_clinical(raw: Any, schema: Any) -> ClinicalRecord:
             issue = f"clinical '{spec.key}': unreadable value ({describe(exc)}), treated as missing"
         if issue:
             issues.append(issue)
+            if all(values[name] is None for name, _ in spec.columns()):
+                problems[spec.key] = _problem_kind(issue)
     for key in data:
         if key not in used and str(key) not in schema.drop_keys:
             issues.append(f"clinical: unknown key '{key}' ignored")
-    return ClinicalRecord(values, issues)
+    return ClinicalRecord(values, issues, problems)
+
+
+def _problem_kind(issue: str) -> str:
+    """The kind of an issue that left a feature missing (the issue texts are this module's own)."""
+    text = issue.split(": ", 1)[-1]
+    if text.startswith("missing ("):
+        return "missing"
+    if " outside [" in text:
+        return "out_of_range"
+    if text.startswith(("unknown ", "unrecognised ")):
+        return "unknown"
+    return "unparsable"  # not a number, unusable, unreadable
 
 
 def read_labels(raw: Any, schema: Any) -> dict[str, float | None]:

@@ -17,8 +17,9 @@ import numpy as np
 
 from chimera_surv.readers.clinical import parse_number, unwrap_json_object
 
-# Development default only: the real list lives beside the project (shared reference data), never inside it.
-DEV_GENE_ORDER = Path(__file__).resolve().parents[3] / "shared" / "reference" / "chimera" / "gene_order.json"
+# The CHIMERA Task 3 gene list, shipped in the repository (resources/README.md names its source). A default for
+# training and synthetic data only: at inference the bundle's own gene list is used.
+DEV_GENE_ORDER = Path(__file__).resolve().parents[2] / "resources" / "gene_order.json"
 
 
 @dataclass
@@ -114,7 +115,7 @@ def parse_rna(raw: Any, genes: list[str]) -> RNAVector:
 
 
 def default_gene_order(path: Path | str | None = None) -> list[str]:
-    """The 19,359-gene CHIMERA order, read from the shared reference data (development default only:
+    """The 19,359-gene CHIMERA order, read from resources/gene_order.json (a training default only:
     at inference the bundle's own gene list is used)."""
     path = Path(path) if path is not None else DEV_GENE_ORDER
     if not path.is_file():

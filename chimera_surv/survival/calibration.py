@@ -249,3 +249,41 @@ class PlattProbability(Calibration):
 
     def state(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b}
+
+
+class SurvivalCurve:
+    """Per-patient survival S(t | risk) = exp(-H0(t) · exp(beta · (risk - centre))): a one-covariate Cox model
+    on the ensemble's out-of-fold risk with a Breslow baseline, fitted at export (train/export.py) and stored in
+    the bundle as JSON arrays. Why: the calibrated output is one number (months at the KM quantile); a clinician
+    asks for the probability of being event-free at a horizon. `max_follow_up` is the longest training time:
+    any time past it is an extrapolation."""
+
+    def __init__(self, beta: float, centre: float, knot_t: list[float], knot_h: list[float],
+                 max_follow_up: float) -> None:
+        self.beta, self.centre, self.max_follow_up = float(beta), float(centre), float(max_follow_up)
+        self.knot_t, self.knot_h = [float(v) for v in knot_t], [float(v) for v in knot_h]
+
+    def survival(self, risk: float, times: list[float]) -> list[float]:
+        """S(t) at each time (months); step function, S = 1 before the first event time."""
+        h0 = step_value(np.asarray(self.knot_t), np.asarray(self.knot_h), np.asarray(times, dtype=float))
+        h0 = np.where(np.searchsorted(self.knot_t, times, side="right") > 0, h0, 0.0)
+        return [float(v) for v in np.exp(-h0 * math.exp(self.beta * (float(risk) - self.centre)))]
+
+    def median(self, risk: float) -> float | None:
+        """First time (months) at which S(t) <= 0.5; None when the curve never falls that far in the data."""
+        s = np.asarray(self.survival(risk, self.knot_t))
+        below = np.nonzero(s <= 0.5)[0]
+        return float(self.knot_t[below[0]]) if len(below) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": "cox_breslow", "beta": self.beta, "centre": self.centre, "knot_t": self.knot_t,
+                "knot_h": self.knot_h, "max_follow_up": self.max_follow_up}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SurvivalCurve:
+        if d.get("name") != "cox_breslow":
+            raise ValueError(f"unknown survival curve {d.get('name')!r}")
+        curve = cls(d["beta"], d["centre"], d["knot_t"], d["knot_h"], d["max_follow_up"])
+        if not (len(curve.knot_t) == len(curve.knot_h) and math.isfinite(curve.beta)):
+            raise ValueError("survival curve: knot_t and knot_h differ in length, or beta is not finite")
+        return curve

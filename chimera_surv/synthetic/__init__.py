@@ -28,7 +28,6 @@ from chimera_surv.synthetic.common import (
     BRS3_PREVALENCE,
     COHORT_B_FRACTION,
     PROJECT_ROOT,
-    REFERENCE_DIR,
     TASK_IDS,
     WORLD_SEED,
     load_censoring_times,
@@ -61,7 +60,7 @@ from chimera_surv.synthetic.site import SITE_EFFECTS, SiteEffects, site_effects
 
 __all__ = [
     "BACKGROUND_RGB", "BRS3_PREVALENCE", "COHORT_B_FRACTION", "COHORT_STAIN", "EOSIN_OD", "GLEASON_BY_ISUP",
-    "HEMATOXYLIN_OD", "MODULE_SIZE", "N_PROGRAMS", "PROJECT_ROOT", "REFERENCE_DIR", "SITE_EFFECTS", "TASK_IDS",
+    "HEMATOXYLIN_OD", "MODULE_SIZE", "N_PROGRAMS", "PROJECT_ROOT", "SITE_EFFECTS", "TASK_IDS",
     "TIME_MODEL", "WORLD_SEED", "CohortOptions", "MRIParams", "RNAWorld", "SiteEffects", "SlideParams",
     "SyntheticPatient", "TimeModel", "Volume", "bladder_clinical", "brs3_intercept", "gene_panel",
     "load_censoring_times", "load_gene_order", "make_cohort", "module_genes", "mri_params", "oracle_auc",

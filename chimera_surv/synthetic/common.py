@@ -16,7 +16,6 @@ import numpy as np
 
 WORLD_SEED = 20250923
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_DIR = PROJECT_ROOT.parent / "shared" / "reference" / "chimera"
 TASK_IDS = (1, 2, 3)
 # Share of cohort B in the public training sets: Task 2 50/182, Task 3 51/176 (chimera-spec.md §2.2, §7).
 COHORT_B_FRACTION = {1: 0.0, 2: 50 / 182, 3: 51 / 176}
@@ -45,44 +44,55 @@ def _gene_uniforms(genes: list[str], salt: str = "") -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Reference data (read from ../shared/reference, never copied into the project)
+# Reference data (all inside the repository: resources/ and a parametric stand-in)
 # ------------------------------------------------------------------------------------------------------------
+
+GENE_ORDER_PATH = PROJECT_ROOT / "resources" / "gene_order.json"
+N_CENSORED = 112  # censored patients of the 176 public Task 3 training patients (64 events; chimera-spec.md §7)
+
+
+def censoring_stand_in() -> np.ndarray:
+    """Censored follow-up times (months) of a parametric stand-in for the 112 censored Task 3 patients.
+
+    Why a stand-in: the real outcomes come under the challenge data's terms and are not redistributed. A normal
+    truncated to the published range (median 91, mean 92, range 17-202 months; chimera-spec.md §7), taken at
+    evenly spaced quantiles so it is deterministic.
+    """
+    from scipy.stats import truncnorm
+
+    q = (np.arange(N_CENSORED) + 0.5) / N_CENSORED
+    return np.sort(truncnorm.ppf(q, (17 - 92) / 35, (202 - 92) / 35, loc=92, scale=35))
 
 
 def load_censoring_times(csv_path: Path | None = None) -> np.ndarray:
-    """Censored follow-up times (months) of the 176 real Task 3 patients; a parametric stand-in if absent.
-
-    The stand-in matches the published summary (median 91, mean 92, range 17-202; chimera-spec.md §7), so the
-    generator still works where the shared folder is not mounted (e.g. inside a container).
-    """
-    path = Path(csv_path) if csv_path else REFERENCE_DIR / "bladder-rec.csv"
-    if path.exists():
+    """Censored follow-up times (months): the parametric stand-in, or the censored rows of a `Time`/`Progression`
+    table when one is given (e.g. for an optional reference test). An unreadable table falls back to the stand-in
+    with a one-line warning naming only the file name."""
+    if csv_path is None:
+        return censoring_stand_in()
+    path = Path(csv_path)
+    try:
         import csv
 
         with path.open() as handle:
             rows = list(csv.DictReader(handle))
         times = np.array([float(r["Time"]) for r in rows if int(r["Progression"]) == 0], dtype=float)
-        if times.size:
-            return np.sort(times)
-    warnings.warn(f"{path} not found: censoring times drawn from a parametric stand-in", stacklevel=2)
-    q = (np.arange(112) + 0.5) / 112
-    from scipy.stats import truncnorm
-
-    return np.sort(truncnorm.ppf(q, (17 - 92) / 35, (202 - 92) / 35, loc=92, scale=35))
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        cause = err.strerror if isinstance(err, OSError) else f"{type(err).__name__} {err}"  # no absolute path
+        warnings.warn(f"{path.name}: {cause}; censoring times from the parametric stand-in", stacklevel=2)
+        return censoring_stand_in()
+    if not times.size:
+        warnings.warn(f"{path.name}: no censored rows; censoring times from the parametric stand-in", stacklevel=2)
+        return censoring_stand_in()
+    return np.sort(times)
 
 
 def load_gene_order(path: Path | None = None) -> list[str]:
-    """The 19,359 CHIMERA RNA gene symbols (project resources first, then the shared reference copy)."""
-    candidates = (
-        [Path(path)]
-        if path
-        else [PROJECT_ROOT / "resources" / "gene_order.json", REFERENCE_DIR / "gene_order.json"]
-    )
-    for candidate in candidates:
-        if candidate.exists():
-            genes = json.loads(candidate.read_text())
-            if isinstance(genes, list) and genes:
-                return [str(g) for g in genes]
-    raise FileNotFoundError(f"no gene order found in {[str(c) for c in candidates]}")
+    """The 19,359 CHIMERA RNA gene symbols (resources/gene_order.json, shipped with the repository)."""
+    candidate = Path(path) if path else GENE_ORDER_PATH
+    genes = json.loads(candidate.read_text()) if candidate.is_file() else None
+    if isinstance(genes, list) and genes:
+        return [str(g) for g in genes]
+    raise FileNotFoundError(f"{candidate.name}: no gene list there (expected a JSON list of gene symbols)")
 
 

@@ -40,7 +40,7 @@ from chimera_surv.synthetic.site import SiteEffects
 @dataclass(frozen=True)
 class TimeModel:
     """P(susceptible | z) = sigmoid(a + b z); susceptible event time = shift + LogNormal(mu - c z, s);
-    censoring = an empirical censored time of the real cohort (jittered, scaled by `censor_scale`).
+    censoring = a time of the censoring stand-in, `load_censoring_times()` (jittered, scaled by `censor_scale`).
 
     The cure fraction reproduces the real Kaplan-Meier plateau (S ≈ 0.57); parameters were fitted by
     simulation (20,000 draws, Nelder-Mead) to the real event rate 36%, event-time quartiles 9.75/14/41 and

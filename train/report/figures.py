@@ -68,11 +68,6 @@ def km_by_risk_group(time: np.ndarray, event: np.ndarray, risk: np.ndarray, path
     return p
 
 
-def default_horizons(time: np.ndarray) -> list[float]:
-    """25/50/75% quantiles of follow-up, rounded to months (used when `report.horizons` is not set)."""
-    return sorted({float(round(q)) for q in np.quantile(np.asarray(time, dtype=float), [0.25, 0.5, 0.75]) if q > 0})
-
-
 def cross_fitted_survival(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizons: list[float],
                           folds: int = 5, seed: int = 0) -> np.ndarray:
     """(n, H) predicted event-free probabilities at `horizons`: a one-covariate Cox (Breslow baseline) on the risk
@@ -263,8 +258,8 @@ def intershap_figure(summary: dict[str, Any], path: Path) -> str:
     y = np.arange(len(labels))[::-1]
     ax.barh(y, means, xerr=sds, color=colours, capsize=3)
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set(xlabel="share of the prediction's attribution (%, InterSHAP), mean ± SD over ensemble members",
+    ax.set(xlabel="share of the prediction's attribution (%)\nInterSHAP, mean ± SD over ensemble members",
            xlim=(0, 100),
-           title="What the prediction rests on: each data type alone vs their interaction")
+           title="What the prediction rests on:\neach data type alone vs their interaction")
     fig.tight_layout()
     return _save(fig, path)

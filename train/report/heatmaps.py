@@ -3,7 +3,8 @@
 Why out-of-fold: a heatmap of a patient the model trained on shows what it memorised. Each patient is drawn by the
 exported member whose held-out fold holds it: a network's ABMIL attention, or for a classical member (which pools
 the bag without attention) the change in its standardised risk when each patch is left out (occlusion). Which
-patients: the lowest- and highest-risk ones (alternating), so the page shows both ends of the scale;
+patients: the lowest- and highest-risk ones (alternating) among those with enough patches for a map, so the page
+shows both ends of the scale;
 `report.heatmaps` of them (default 6).
 """
 
@@ -32,8 +33,9 @@ def _pick(oof: np.ndarray, has_bag: np.ndarray, n: int) -> list[int]:
 
 def oof_heatmaps(ctx: RunContext, members: list[dict[str, Any]], slides: dict[str, list[Any]], out: Path,
                  n: int) -> list[dict[str, Any]]:
-    """Heatmaps of up to `n` out-of-fold patients; returns [{case_id, member, risk_pct, kind, file}] (kind:
-    attention or occlusion; files relative to the report folder)."""
+    """Heatmaps of up to `n` out-of-fold patients; returns [{case_id, member, risk_pct, kind, slide, stands_out,
+    summary, file}] (kind: attention or occlusion; file relative to the report folder, None for a slide with too
+    few patches to map, whose summary says so)."""
     from chimera_surv.explain import case_heatmaps
     from chimera_surv.features import FeatureRecipe
     from train.data import encode_fold
@@ -43,7 +45,12 @@ def oof_heatmaps(ctx: RunContext, members: list[dict[str, Any]], slides: dict[st
     data = ctx.data
     recipe = FeatureRecipe.from_dict(ctx.config["recipe"])
     oof = oof_standardised(ctx, members)
-    has_bag = np.array([b is not None and len(b) > 0 for b in data.bags])
+    from chimera_surv.explain import MIN_PATCHES
+
+    # patients with enough patches for a map first; others would only get the "too few patches" sentence
+    has_bag = np.array([b is not None and len(b) >= MIN_PATCHES for b in data.bags])
+    if not has_bag.any():
+        has_bag = np.array([b is not None and len(b) > 0 for b in data.bags])
     picked = _pick(oof, has_bag, n)
     percentile = (np.argsort(np.argsort(oof)) + 0.5) / len(oof) * 100
     owner = {i: record for record in members for i in record["oof"]}
@@ -63,10 +70,12 @@ def oof_heatmaps(ctx: RunContext, members: list[dict[str, Any]], slides: dict[st
             values = patch_values(i)
             if values is None:
                 continue
-            for path in case_heatmaps(slides.get(case_id, []), coords, values[: len(coords)],
-                                      recipe.patch_size * recipe.target_mpp, out, case_id, kind):
+            for drawn in case_heatmaps(slides.get(case_id, []), coords, values[: len(coords)],
+                                       recipe.patch_size * recipe.target_mpp, out, case_id, kind):
                 done.append({"case_id": case_id, "member": record["name"], "risk_pct": float(percentile[i]),
-                             "kind": kind, "file": str(path.relative_to(out.parent))})
+                             "kind": kind, "slide": drawn["slide"], "stands_out": drawn["stands_out"],
+                             "summary": drawn["summary"],
+                             "file": None if drawn["file"] is None else str(drawn["file"].relative_to(out.parent))})
     return sorted(done, key=lambda h: h["risk_pct"])
 
 

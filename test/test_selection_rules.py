@@ -1,0 +1,122 @@
+"""The selection rules that must hold with ~100 patients and two hospitals: inner splits never fall to 2, the
+equal-weight ensemble is z-scored on training parts only, switching away from it needs a corrected paired gain,
+and the exported calibration sees the spread of the risk that ships."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from train.selection import AUTO_DEFAULTS, inner_splits
+from train.selection.inner import standardiser
+from train.selection.select import paired_gain
+
+
+def _two_hospitals(n_a: int, n_b: int, event_rate: float = 0.5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n = n_a + n_b
+    return SimpleNamespace(cohorts=["A"] * n_a + ["B"] * n_b, outcome=(rng.random(n) < event_rate).astype(int).tolist())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_two_cohorts_of_60_and_40_never_leave_two_inner_splits(seed):
+    data = _two_hospitals(60, 40, seed=seed)
+    settings = dict(AUTO_DEFAULTS)
+    train = list(range(100))
+    splits, kinds = inner_splits(data, train, settings, seed)
+    k, repeats = settings["inner_folds"], settings["inner_repeats"]
+    assert len(splits) == k * repeats + 2 and len(splits) > 2
+    assert kinds.count("loco") == 2 and kinds.count("kfold") == k * repeats
+    for (tr, va), kind in zip(splits, kinds):
+        assert sorted(tr + va) == train and not set(tr) & set(va)
+        if kind == "loco":
+            assert len({data.cohorts[i] for i in va}) == 1 and len({data.cohorts[i] for i in tr}) == 1
+    # each k-fold repeat covers every patient exactly once
+    for r in range(repeats):
+        covered = sorted(i for _, va in splits[r * k:(r + 1) * k] for i in va)
+        assert covered == train
+
+
+def test_small_cohorts_are_strata_not_held_out_and_k_never_below_three():
+    data = _two_hospitals(80, 20)  # B is below loco_min_size: no leave-one-cohort-out split
+    splits, kinds = inner_splits(data, list(range(100)), dict(AUTO_DEFAULTS), 0)
+    assert set(kinds) == {"kfold"}
+    few = _two_hospitals(60, 40, event_rate=0.1)  # too few events in each hospital to be held out
+    assert set(inner_splits(few, list(range(100)), dict(AUTO_DEFAULTS), 0)[1]) == {"kfold"}
+    tiny = {**AUTO_DEFAULTS, "inner_folds": 2, "inner_repeats": 1, "loco": False}
+    splits, kinds = inner_splits(data, list(range(100)), tiny, 0)
+    assert len(splits) == 3  # a configured k of 2 is raised to 3
+
+
+def test_standardiser_uses_the_training_part_only():
+    train_risk = np.array([1.0, 2.0, 3.0, 4.0])
+    shift, scale = standardiser(train_risk)
+    assert shift == pytest.approx(2.5) and scale == pytest.approx(np.std(train_risk))
+    assert standardiser(np.full(3, 7.0)) == (7.0, 1.0)  # a constant risk keeps SD 1 (no division by 0)
+
+
+def test_switching_away_from_the_default_needs_a_corrected_paired_gain():
+    inner = SimpleNamespace(splits=[(list(range(80)), list(range(80, 100)))] * 10)
+    reference = [0.70, 0.62, 0.68, 0.66, 0.71, 0.64, 0.69, 0.65, 0.67, 0.70]
+    steady = [v + 0.02 for v in reference]  # +0.02 on every split: no variance, clears any SE
+    mean, se = paired_gain(steady, reference, inner)
+    assert mean == pytest.approx(0.02) and se == pytest.approx(0.0, abs=1e-12)
+    noisy = [v + d for v, d in zip(reference, [0.08, -0.06, 0.07, -0.05, 0.06, -0.07, 0.05, -0.04, 0.06, -0.05])]
+    mean, se = paired_gain(noisy, reference, inner)
+    naive = np.std(np.subtract(noisy, reference), ddof=1) / np.sqrt(10)
+    assert se == pytest.approx(naive * np.sqrt(1 + 10 * 0.25))  # Nadeau-Bengio: sqrt(1/J + n_val/n_train)
+    assert mean < se  # a noise-sized gain does not move the choice
+
+
+def test_equal_ensemble_is_the_default_and_parts_are_z_scored_on_their_training_part(tmp_path):
+    from test_auto import _ctx
+
+    from train.selection import refit, select
+    from train.selection.refit import predict_idx
+
+    ctx = _ctx(tmp_path, "auto")
+    train = list(range(0, len(ctx.data), 2)) + [1, 3, 5, 7]
+    choice = select(ctx, "auto", train, seed=0)
+    singles = [n for n in choice["candidates"] if n != "residual_ridge"]
+    parts = choice["options"]["ensemble_equal"]
+    assert [p["candidate"] for p in parts] == singles
+    assert all(p["weight"] == pytest.approx(1 / len(singles)) for p in parts)  # equal weights
+    forced = {**choice, "chosen": "ensemble_equal", "parts": parts}
+    model, (_, rows, present) = refit(ctx, "auto", forced, train, seed=0)
+    n = len(ctx.data)
+    for part in model.parts:  # each part standardised on the training part, not on the held-out patients
+        raw = part.predictor.predict(part.design({m: rows[m] for m in part.modalities},
+                                                 {m: present[m] for m in part.modalities}, n))
+        z = (raw - part.shift) / part.scale
+        assert np.mean(z[train]) == pytest.approx(0.0, abs=1e-9) and np.std(z[train]) == pytest.approx(1.0)
+    held = [i for i in range(n) if i not in train]
+    risk = predict_idx(model, rows, present, list(range(n)))
+    assert np.isfinite(risk[held]).all()
+
+
+def test_calibration_is_fitted_on_the_spread_of_the_shipped_ensemble_risk(tmp_path):
+    import json
+
+    from test_auto import _export
+
+    from chimera_surv.bundle import load_bundle
+    from train.protocol import oof_standardised, spread_ratio
+
+    out, ctx = _export(tmp_path, "ensemble_equal", "spread")
+    members = [json.loads(p.read_text()) for p in sorted((ctx.work / "members").glob("r*.json"))]
+    ratio = spread_ratio(members)
+    assert 0.0 < ratio < 1.0  # the average of members is narrower than one member
+    doc = json.loads((out / "bundle.json").read_text())
+    assert doc["meta"]["shipped_risk_spread_ratio"] == pytest.approx(ratio)
+    assert doc["meta"]["auto_member_choices"] == ["ensemble_equal", "ensemble_equal"]
+    assert "seen by neither the choice nor the fit" in doc["meta"]["oof_provenance"]  # the report's caveat
+    bundle = load_bundle(out)
+    z = np.asarray([(np.asarray(r["risk_all"]) - r["risk_shift"]) / r["risk_scale"] for r in members])
+    shipped = z.mean(axis=0) / ratio  # what bundle.predict averages: member scales multiplied by the ratio
+    assert [m.risk_scale for m in bundle.members] == pytest.approx([r["risk_scale"] * ratio for r in members])
+    oof = oof_standardised(ctx, members)  # what the calibration was fitted on
+    assert np.std(shipped) == pytest.approx(np.mean(np.std(z, axis=1)))
+    assert 0.6 < np.std(shipped) / np.std(oof) < 1.6
+    assert np.std(z.mean(axis=0)) / np.std(oof) < np.std(shipped) / np.std(oof)  # without the ratio: narrower

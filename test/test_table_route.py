@@ -1,0 +1,212 @@
+"""The table route (train/table.py): a cohort as one CSV/Parquet row per patient trains like the folder route."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chimera_surv.features import FeatureRecipe
+from train.__main__ import Run
+from train.config import load_config
+from train.h5features import write_h5
+from train.table import infer_schema, predict_table, roles_of, to_folder_layout, train_table
+
+SMALL = {"protocol": {"folds": 3, "members": 2, "bootstrap": 20, "cohort_holdout": False},
+         "auto": {"candidates": {"coxnet": {"family": "coxnet"},
+                                 "clinical_ridge": {"family": "ridge", "modalities": ["clinical"]}},
+                  "ensembles": [], "backbone_residual": False, "inner_folds": 3}}
+ROLES = {"id": "case_id", "time": "time", "event": "event", "label": None, "cohort": None}
+
+
+@pytest.fixture(scope="module")
+def gbsg2() -> pd.DataFrame:
+    from sksurv.datasets import load_gbsg2
+
+    X, y = load_gbsg2()
+    frame = X.assign(time=y["time"] / 30.4375, event=y["cens"].astype(int))  # days → months
+    frame.index = [f"p{i:03d}" for i in range(len(frame))]
+    return frame.iloc[:180].rename_axis("case_id").reset_index()
+
+
+def _cv_metrics(work: Path) -> dict[str, float]:
+    return {p.stem: json.loads(p.read_text())["metric"] for p in sorted((work / "cv" / "model").glob("*.json"))}
+
+
+def test_dataframe_to_bundle_report_and_predictions(gbsg2: pd.DataFrame, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, report = train_table(gbsg2.iloc[:150], work_dir=tmp_path / "run", out=tmp_path / "bundle", config=SMALL)
+    assert (bundle / "bundle.json").is_file() and report is not None and report.is_file()
+    printed = capsys.readouterr().out
+    assert "schema inferred" in printed and (tmp_path / "run" / "inferred_schema.json").is_file()
+    schema = json.loads((tmp_path / "run" / "inferred_schema.json").read_text())
+    assert schema["features"]["horTh"]["type"] == "categorical" and schema["features"]["age"]["type"] == "numeric"
+    assert {"time", "event"}.isdisjoint(schema["features"]) and "case_id" in schema["ignore_keys"]
+    preds = predict_table(bundle, gbsg2.iloc[150:160].drop(columns=["time", "event"]))
+    assert list(preds["case_id"]) == list(gbsg2["case_id"].iloc[150:160])
+    assert (preds["status"] == "ok").all() and np.isfinite(preds["months"].astype(float)).all()
+    assert preds["risk"].astype(float).std() > 0  # the patients are told apart
+
+
+def test_table_route_equals_folder_route_on_the_same_folds(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    schema_path = tmp_path / "schema.json"
+    schema_path.write_text(json.dumps(infer_schema(gbsg2, ROLES)))
+    table = tmp_path / "cohort.csv"
+    gbsg2.to_csv(table, index=False)
+    base = {**SMALL, "task": "survival", "schema": str(schema_path)}
+    table_run = Run(load_config({**base, "work_dir": str(tmp_path / "t"), "cohort": {"table": str(table)}}))
+    labels = to_folder_layout(gbsg2, tmp_path / "folders", ROLES)
+    folder_run = Run(load_config({**base, "work_dir": str(tmp_path / "f"),
+                                  "cohort": {"root": str(tmp_path / "folders"), "labels": {"csv": str(labels)}}}))
+    assert [p.case_id for p in table_run.patients] == [p.case_id for p in folder_run.patients]
+    assert [p.time for p in table_run.patients] == pytest.approx([p.time for p in folder_run.patients])
+    table_run.cv()
+    folder_run.cv()
+    assert _cv_metrics(tmp_path / "t") == pytest.approx(_cv_metrics(tmp_path / "f"), abs=1e-12)
+    assert len(_cv_metrics(tmp_path / "t")) == 3
+
+
+def test_a_given_schema_decides_the_types(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    schema = infer_schema(gbsg2, ROLES)
+    schema["features"]["pnodes"] = {"type": "categorical", "categories": ["1", "2", "3"]}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    gbsg2.to_parquet(tmp_path / "cohort.parquet")
+    run = Run(load_config({**SMALL, "task": "survival", "schema": str(tmp_path / "schema.json"),
+                           "work_dir": str(tmp_path / "w"), "cohort": {"table": str(tmp_path / "cohort.parquet")}}))
+    records = run.arrays().records
+    values = {r.values["pnodes"] for r in records}
+    assert values <= {"1", "2", "3", None} and None in values  # categorical now: 4+ nodes are unknown categories
+
+
+def test_missing_column_and_duplicate_ids_are_named(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no column 'months' for `cohort.time`"):
+        train_table(gbsg2, work_dir=tmp_path / "a", time="months", config=SMALL)
+    twice = pd.concat([gbsg2.iloc[:3], gbsg2.iloc[:1]])
+    with pytest.raises(ValueError, match="repeats"):
+        train_table(twice, work_dir=tmp_path / "b", config=SMALL)
+
+
+def test_unlabelled_rows_are_left_out_with_a_count(gbsg2: pd.DataFrame, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    frame = gbsg2.copy()
+    frame.loc[:4, "time"] = np.nan
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    run = Run(load_config({**SMALL, "task": "survival", "work_dir": str(tmp_path / "w"),
+                           "cohort": {"table": str(tmp_path / "c.csv")}}))
+    assert len(run.patients) == len(frame) - 5
+    assert "5 row(s) without a label left out" in capsys.readouterr().out
+
+
+def test_rna_table_and_h5_slide_folder(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = gbsg2.iloc[:60]
+    genes = pd.DataFrame(rng.poisson(50, (60, 5)), columns=[f"G{i}" for i in range(5)])
+    genes.insert(0, "case_id", frame["case_id"].to_numpy())
+    genes.to_csv(tmp_path / "genes.csv", index=False)
+    recipe = FeatureRecipe(encoder="test-tiny", target_mpp=0.5, patch_size=224)
+    for case_id in frame["case_id"].iloc[:50]:  # ten patients have no slide features: missing modality
+        write_h5(tmp_path / "h5" / f"{case_id}_slide1.h5", rng.standard_normal((7, 64)),
+                 rng.integers(0, 9000, (7, 2)), recipe, 0.25, f"{case_id}_slide1")
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    cohort = {"table": str(tmp_path / "c.csv"), "rna_table": str(tmp_path / "genes.csv"),
+              "slides_h5": str(tmp_path / "h5")}
+    config = {**SMALL, "task": "survival", "work_dir": str(tmp_path / "w"), "cohort": cohort,
+              "recipe": {"encoder": "test-tiny", "target_mpp": 0.5, "patch_size": 224}}
+    run = Run(load_config(config))
+    assert run.modalities == ["wsi", "clinical", "rna"] and run.genes == [f"G{i}" for i in range(5)]
+    run.extract()
+    data = run.arrays()
+    assert int(data.raw_present("wsi").sum()) == 50 and data.bags[0].shape == (7, 64)
+    assert np.array_equal(data.rna[0], genes.iloc[0, 1:].to_numpy(np.float32))
+    # features of another scale are refused, naming the file and the field
+    bad = FeatureRecipe(encoder="test-tiny", target_mpp=1.0, patch_size=224)
+    write_h5(tmp_path / "h5" / f"{frame['case_id'].iloc[55]}_x.h5", rng.standard_normal((3, 64)),
+             rng.integers(0, 9000, (3, 2)), bad, 0.25, "x")
+    with pytest.raises(ValueError, match=r"_x\.h5: target_mpp: patches at 1 µm/px, the recipe uses 0.5"):
+        Run(load_config({**config, "work_dir": str(tmp_path / "w2")})).extract()
+
+
+def test_roles_for_a_binary_task() -> None:
+    assert roles_of({"label": "brs3", "id": "pid"}, survival=False) == {
+        "id": "pid", "time": None, "event": None, "label": "brs3", "cohort": None}
+
+
+def _embeddings(frame: pd.DataFrame, folder: Path, encoder: str = "titan", missing: int = 10, dim: int = 12) -> None:
+    """Two slides per patient, each a noisy copy of a vector that carries the patient's risk (faster events)."""
+    rng = np.random.default_rng(1)
+    signal = -np.log1p(frame["time"].to_numpy()) * frame["event"].to_numpy()
+    folder.mkdir(parents=True, exist_ok=True)
+    import h5py
+
+    for k, (case_id, s) in enumerate(zip(frame["case_id"], signal)):
+        if k < missing:
+            continue
+        for slide in (1, 2):
+            vector = np.concatenate([[s], rng.standard_normal(dim - 1)]) + 0.3 * rng.standard_normal(dim)
+            if slide == 1:
+                with h5py.File(folder / f"{case_id}_s{slide}.h5", "w") as handle:
+                    handle.create_dataset("features", data=vector[None].astype(np.float32))
+                    handle.attrs["encoder"] = encoder
+            else:
+                np.save(folder / f"{case_id}_s{slide}.npy", vector.astype(np.float32))
+                (folder / f"{case_id}_s{slide}.json").write_text(json.dumps({"encoder": encoder}))
+
+
+def test_slide_embeddings_train_predict_and_are_checked(gbsg2: pd.DataFrame, tmp_path: Path, caplog) -> None:
+    from chimera_surv.predict_cohort import predict_cohort
+
+    frame = gbsg2.iloc[:120]
+    _embeddings(frame, tmp_path / "emb")
+    bundle, _ = train_table(frame, work_dir=tmp_path / "run", out=tmp_path / "bundle", config=SMALL,
+                            slide_embeddings=tmp_path / "emb", steps=("fit", "cv", "export"))
+    doc = json.loads((bundle / "bundle.json").read_text())
+    assert doc["modalities"] == ["clinical", "slide_embedding"]
+    names = doc["members"][0]["preprocessing"]["slide_embedding"]["names"]
+    assert names[0] == "titan:0" and len(names) == 12  # the recipe: encoder and width
+    # new patients in predict_cohort's folder layout: with embeddings, without, and of another encoder
+    new = gbsg2.iloc[150:153]
+    cohort = tmp_path / "new"
+    for kind, (_, row) in zip(("with", "without", "other"), new.iterrows()):
+        folder = cohort / row["case_id"]
+        folder.mkdir(parents=True)
+        (folder / f"{row['case_id']}_CD.json").write_text(json.dumps(
+            {k: (v.item() if hasattr(v, "item") else v) for k, v in row.drop(["case_id", "time", "event"]).items()}))
+        if kind != "without":
+            _embeddings(new[new["case_id"] == row["case_id"]], folder / "features" / "slide_embeddings",
+                        encoder="titan" if kind == "with" else "prism", missing=0)
+    with caplog.at_level("WARNING"):
+        _, rows = predict_cohort(bundle, cohort, tmp_path / "preds.csv")
+    used = {r["case_id"]: r["used"] for r in rows}
+    ids = list(new["case_id"])
+    assert used[ids[0]] == "clinical+slide_embedding" and used[ids[1]] == used[ids[2]] == "clinical"
+    assert all(math.isfinite(float(r["risk"])) for r in rows)
+    assert any("embedding of 'prism', the bundle uses 'titan'" in line and "encoder:" in line and
+               "slide_embedding" in line for line in caplog.text.splitlines())
+
+
+def test_slide_embeddings_feed_a_network(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    from chimera_surv.bundle import ModalityInputs, load_bundle
+
+    frame = gbsg2.iloc[:80]
+    _embeddings(frame, tmp_path / "emb")
+    config = {**SMALL, "model": {}, "train": {"epochs": 2, "seeds": 1, "min_epochs": 1}}
+    bundle, _ = train_table(frame, work_dir=tmp_path / "run", out=tmp_path / "bundle", config=config,
+                            slide_embeddings=tmp_path / "emb", steps=("fit", "export"))
+    loaded = load_bundle(bundle)
+    assert loaded.modalities == ["clinical", "slide_embedding"] and loaded.members[0].__class__.__name__ == "Member"
+    vector = np.ones(12, np.float32)
+    with_embedding = loaded.predict(ModalityInputs(slide_embedding=vector)).risk
+    assert math.isfinite(with_embedding)
+    assert loaded.predict(ModalityInputs(slide_embedding=vector * -3)).risk != with_embedding
+
+
+def test_an_event_code_it_cannot_read_is_named_not_read_as_censored(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    frame = gbsg2.iloc[:20].assign(event=["dead" if i == 3 else i % 2 for i in range(20)])
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(ValueError, match=r"p003: event 'dead' in column 'event' is not 1/0"):
+        Run(load_config({**SMALL, "task": "survival", "work_dir": str(tmp_path / "w"),
+                         "cohort": {"table": str(tmp_path / "c.csv")}}))
