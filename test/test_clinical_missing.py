@@ -52,7 +52,7 @@ def test_training_prints_logs_and_reports_the_lines(tmp_path, capsys):
     from train.report.sections import SECTIONS, clinical_missing
 
     summary = {"clinical_missing": run.arrays().clinical_missing}
-    title, blocks = clinical_missing(summary)
+    _title, blocks = clinical_missing(summary)
     table = blocks[-1]
     age_row = next(r for r in table.rows if r[0] == "age")
     assert age_row[1] == "13/20" and age_row[2] == "7" and age_row[-2] == "18–110 years"
