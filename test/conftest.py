@@ -16,11 +16,14 @@ os.environ.setdefault("VIPS_CONCURRENCY", "1")
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="hypothesis-"))
 
 ROOT = Path(__file__).resolve().parents[1]
-# Optional reference data beside the checkout (developers and CI only; users do not have it). Tests marked
-# `reference` read it and skip, with this reason, where it is absent; nothing else may read it.
-SHARED = ROOT.parent / "shared"
-REFERENCE = SHARED / "reference"
-REFERENCE_ABSENT = "optional reference data ../shared/reference is absent (users do not have it; CI runs it apart)"
+# Optional public reference tables, never shipped: only the folder named by CHIMERA_REFERENCE_DIR (CI's separate
+# reference step sets it). Tests marked `reference` read it and skip, with this reason, when it is unset or absent;
+# nothing else may read it, and no path outside the repository is assumed.
+_REFERENCE_ENV = os.environ.get("CHIMERA_REFERENCE_DIR", "")
+# unset: a path that can never be a folder, so the marked tests skip and unmarked ones fail loudly if they use it
+REFERENCE = Path(_REFERENCE_ENV) if _REFERENCE_ENV else Path(os.devnull) / "chimera-reference-not-given"
+REFERENCE_ABSENT = ("optional reference tables not given (set CHIMERA_REFERENCE_DIR to a folder holding "
+                    "intershap-glioma/ and chimera/; they are not shipped, and CI runs them as a separate step)")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -28,7 +31,7 @@ if str(ROOT) not in sys.path:
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; excluded from `make test` (run with `make test-slow`)")
     config.addinivalue_line(
-        "markers", "reference: reads ../shared/reference (optional public reference data); skips where it is absent"
+        "markers", "reference: reads $CHIMERA_REFERENCE_DIR (optional public reference tables); skips without it"
     )
 
 

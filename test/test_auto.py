@@ -170,7 +170,7 @@ def test_train_cli_with_model_auto_reports_its_choice(tmp_path):
     # the report's own wording and markup belong to train/report/; here: the section exists and names the choice
     assert "Automatic model choice" in report and "| coxnet |" in report
     section = report[report.index("Automatic model choice"):]
-    assert f"Exported: {chosen}" in section.replace("*", "").split("\n## ")[0]
+    assert f"Exported (first member): {chosen}" in section.replace("*", "").split("\n## ")[0]
     bundle = load_bundle(tmp_path / "bundle")
     record = parse_clinical({"ki67": 60, "grade": "high"}, bundle.clinical_schema)
     assert np.isfinite(bundle.predict(ModalityInputs(clinical=record)).value)
@@ -191,7 +191,9 @@ def _site_shifted_ctx(tmp_path, within_options):
 
 
 def test_auto_chooses_the_rna_within_sample_transform_on_held_out_cohorts(tmp_path):
-    from train.selection import _choice_summary, auto_markdown, refit, select
+    from train.report.render import _markdown_block
+    from train.report.sections import auto_choice
+    from train.selection import _choice_summary, refit, select
 
     ctx = _site_shifted_ctx(tmp_path, ["standardise"])
     everyone = list(range(len(ctx.data)))
@@ -203,8 +205,9 @@ def test_auto_chooses_the_rna_within_sample_transform_on_held_out_cohorts(tmp_pa
     assert choice["rna_within"] == "standardise" and scores["standardise"] > scores["none"]
     _, (enc, _, _) = refit(ctx, ctx.config["model"], choice, everyone, seed=0)
     assert enc.preprocessing["rna"]["within_sample"] == choice["rna_within"]  # what the bundle's member records
-    text = auto_markdown({"exported": _choice_summary(choice)})  # the report says which transform won and why
-    assert f"RNA within-sample transform: **{choice['rna_within']}**" in text
+    _, blocks = auto_choice({"auto": {"exported": _choice_summary(choice)}})  # the report says which won and why
+    text = "\n".join(line for block in blocks for line in _markdown_block(block))
+    assert f"RNA within-sample transform: {choice['rna_within']} (" in text
     forced = select(ctx, {"name": "auto", "rna_within": []}, everyone, seed=0)
     assert forced["rna_within"] == "none" and set(forced["rna_within_scores"]) == {"none"}
 

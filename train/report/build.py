@@ -148,18 +148,17 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
             log.warning("report: slide heatmaps skipped: %s: %s", type(exc).__name__, exc)
             summary["heatmaps_error"] = f"{type(exc).__name__}: {exc}"
     audit = out / "audit" / "summary.json"  # an earlier `audit` step of the same config: keep its section
-    if audit.is_file() and json.loads(audit.read_text()).get("config_hash") == ctx.config_hash:
-        summary["intershap_audit"] = json.loads(audit.read_text())
+    earlier = json.loads(audit.read_text()) if audit.is_file() else {}
+    if earlier.get("config_hash") == ctx.config_hash:
+        summary["intershap_audit"] = earlier
     _write(out, summary)
     return out / "report.html"
 
 
 def _auto_report(members: list[dict[str, Any]], cv: list[dict[str, Any]]) -> dict[str, Any]:
-    """The automatic choice's record (wherever the selection code lives this version)."""
-    try:
-        from train.selection import auto_report
-    except ImportError:
-        from train.auto import auto_report
+    """The automatic choice's record (train/selection/record.py)."""
+    from train.selection import auto_report
+
     return auto_report(members, cv)
 
 

@@ -104,23 +104,30 @@ def model_chosen(summary: dict[str, Any]) -> Section:
 
 
 def auto_choice(summary: dict[str, Any]) -> Section | None:
-    """`model: auto`: every option's inner score and how often each option won inside the CV folds."""
+    """`model: auto`: the first member's inner scores, what each member and each CV fold chose, and why."""
     section = summary.get("auto")
     if not section:
         return None
     exported = section["exported"]
-    inner = "leave-one-cohort-out" if exported["inner"] == "loco" else "stratified k-fold"
+    inner = ("repeated stratified k-fold pooled with leave-one-cohort-out" if exported["inner"] == "kfold+loco"
+             else "repeated stratified k-fold")
     blocks: list[Any] = [P(
-        f"Exported: {exported['chosen']}, chosen on its mean inner {inner} score over {exported['n_inner_splits']} "
-        f"inner splits of the whole cohort (no reported fold is involved); rule: {exported.get('rule')}. Settings "
-        "per family: " + ", ".join(f"{k} {v}" for k, v in (exported.get("settings") or {}).items()) + "."),
+        f"Exported (first member): {exported['chosen']}, chosen on {exported['n_inner_splits']} inner {inner} "
+        f"splits of the member's training part (no reported fold is involved); rule: {exported.get('rule')}. "
+        "Settings per family: " + ", ".join(f"{k} {v}" for k, v in (exported.get("settings") or {}).items()) + "."),
         Table(["option", "mean inner score"],
               [[f"{k}{' (chosen)' if k == exported['chosen'] else ''}", f"{v:.4f}"]
                for k, v in sorted(exported["scores"].items(), key=lambda kv: -kv[1])])]
     if exported.get("rna_within_scores"):
         tried = ", ".join(f"{k} {v:.4f}" for k, v in exported["rna_within_scores"].items())
         blocks.append(P(f"RNA within-sample transform: {exported['rna_within']} (best inner leave-one-cohort-out "
-                        f"score per transform: {tried})."))
+                        f"score per transform: {tried}; another transform replaces the configured one only when its "
+                        "mean paired gain over the held-out cohorts exceeds one standard error)."))
+    if section.get("member_choices"):
+        counts = ", ".join(f"{k} × {v}" for k, v in section["member_choices"].items())
+        blocks.append(P("Each exported member chose on its own training part's inner splits (so its held-out risks, "
+                        f"which fit the calibration, come from a choice that never saw those patients): {counts}. "
+                        "The table above is the first member's."))
     if section.get("cv_choices"):
         counts = ", ".join(f"{k} × {v}" for k, v in section["cv_choices"].items())
         blocks.append(P(f"Inside the CV (each outer training part chose on its own inner splits): {counts}."))

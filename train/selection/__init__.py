@@ -13,7 +13,7 @@ from train.selection.options import (
     is_classical,
     with_rna_within,
 )
-from train.selection.record import auto_markdown, auto_report
+from train.selection.record import auto_report
 from train.selection.refit import (
     _choice_summary,
     classical_member,
@@ -24,7 +24,7 @@ from train.selection.refit import (
 )
 from train.selection.select import best_setting, choose, rule_text, select, with_option
 
-__all__ = ["AUTO_DEFAULTS", "Inner", "_choice_summary", "auto_markdown", "auto_report", "auto_settings",
+__all__ = ["AUTO_DEFAULTS", "Inner", "_choice_summary", "auto_report", "auto_settings",
            "best_setting", "choose", "classical_member", "configured_within", "inner_splits", "is_classical",
            "is_null", "model_rows", "predict_idx", "refit", "rule_text", "run_classical_split", "run_inner", "select",
            "with_option", "with_rna_within"]
