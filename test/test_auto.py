@@ -243,3 +243,72 @@ def test_auto_restricted_to_some_modalities_uses_only_those(tmp_path):
     assert not any(n.startswith(("backbone", "residual")) for n in choice["scores"])  # nothing else to add
     model, _ = refit(ctx, arch, choice, everyone, seed=0)
     assert model.modalities == ["clinical"]
+
+
+def test_a_candidate_whose_modality_is_too_sparse_is_left_out_not_the_run(tmp_path):
+    """Slides for only two patients: the image-only residual cannot be fitted on an inner training part, so auto
+    drops that candidate (saying so) and still chooses among the others."""
+    from train.selection import select
+
+    ctx = _ctx(tmp_path, "auto")
+    ctx.data.bags = [b if i in (0, 1) else None for i, b in enumerate(ctx.data.bags)]
+    arch = {"name": "auto", "modalities": ["wsi", "clinical"], "loco": False}
+    choice = select(ctx, arch, list(range(len(ctx.data))), seed=0)
+    assert "residual_ridge" in choice["dropped_candidates"]
+    assert "fewer than three" in choice["dropped_candidates"]["residual_ridge"]
+    assert not any(n.startswith("backbone_residual") for n in choice["scores"])
+    assert choice["chosen"] in choice["scores"]
+
+
+TINY_TRAIN = {"epochs": 3, "patience": 2, "min_epochs": 1, "seeds": 1, "batch_size": 16, "max_patches": 8}
+
+
+def _net_ctx(tmp_path, fixed=None):
+    ctx = _ctx(tmp_path, "auto")
+    ctx.config["train"].update(TINY_TRAIN)
+    arch = {"name": "auto", "loco": False, "inner_repeats": 1, "networks": {"abmil": {}},
+            **({"fixed": fixed} if fixed else {})}
+    return ctx, arch
+
+
+def test_networks_are_auto_options_on_the_same_inner_splits_and_cached(tmp_path):
+    """`auto.networks`: each network is trained on every inner split, scored beside the classical options under
+    the same rule, and its inner fits are cached, so a second selection trains nothing."""
+    from train.selection import select
+
+    ctx, arch = _net_ctx(tmp_path)
+    train = list(range(48))
+    choice = select(ctx, arch, train, seed=0)
+    assert "network:abmil" in choice["scores"] and np.isfinite(choice["scores"]["network:abmil"])
+    assert "network:abmil" in choice["gains_vs_default"] or choice["default"] == "network:abmil"
+    cached = sorted((ctx.work / "auto_inner").rglob("*.json"))
+    assert len(cached) == choice["n_inner_splits"] == 3
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = select(ctx, arch, train, seed=0)
+    assert again["scores"] == choice["scores"] and [p.stat().st_mtime_ns for p in cached] == stamps
+
+
+def test_a_chosen_network_is_what_the_cv_split_and_the_bundle_run(tmp_path):
+    from train.export import export
+    from train.protocol import cv_splits, evaluate_split, fit_classical_members
+
+    ctx, arch = _net_ctx(tmp_path, fixed="network:abmil")
+    record = evaluate_split(ctx, "model", arch, cv_splits(ctx)[0])
+    assert record["auto"]["chosen"] == "network:abmil" and record["stopping"] == "holdout"
+    assert np.isfinite(record["risk"]).all() and 0 <= record["metric"] <= 1
+    members = fit_classical_members(ctx, arch)
+    assert {m["kind"] for m in members} == {"network"} and len(members) == 2
+    held_out = sorted(i for m in members for i in m["oof"])
+    assert held_out == list(range(len(ctx.data)))  # every patient's calibration risk comes from a member not fit on it
+    out = export(ctx, members, tmp_path / "bundle", ctx.config["recipe"], GENES)
+    bundle = load_bundle(out)
+    assert {m.get("kind", "network") for m in json.loads((out / "bundle.json").read_text())["members"]} == {"network"}
+    rng = np.random.default_rng(5)
+    record = parse_clinical(_clinical(rng, 1.0), bundle.clinical_schema)
+    rna = parse_rna({g: float(np.exp(rng.normal())) for g in GENES}, GENES)
+    bag = Bag(features=rng.normal(size=(4, WSI_DIM)).astype(np.float32), coords=np.zeros((4, 3), np.int64))
+    result = bundle.predict(ModalityInputs(wsi=bag, clinical=record, rna=rna))
+    assert np.isfinite(result.value) and result.used == bundle.modalities == ["wsi", "clinical", "rna"]
+    assert np.isfinite(bundle.predict(ModalityInputs(wsi=None, clinical=record, rna=rna)).value)
+    again = fit_classical_members(ctx, arch)  # resumed from the work folder, not retrained
+    assert [m["oof_risk"] for m in again] == [m["oof_risk"] for m in members]

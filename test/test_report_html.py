@@ -372,3 +372,18 @@ def test_a_slide_with_too_few_patches_gets_a_sentence(tmp_path):
     assert drawn == [{"slide": "tiny.tif", "file": None, "stands_out": False,
                       "summary": "tiny.tif: only 2 tissue patch(es), too few for a map (at least 4 needed)"}]
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_demo_heatmap_line_counts_drawn_maps_apart_from_sentence_only_slides(tmp_path):
+    """A slide described in a sentence (`file: None`) is not counted as a map in the demo's summary line."""
+    import json
+
+    from train.demo import _heatmap_words
+
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"heatmaps": [{"kind": "attention", "file": "a.png"},
+                                             {"kind": "attention", "file": None},
+                                             {"kind": "occlusion", "file": None}]}))
+    words = _heatmap_words(path)
+    assert words.startswith("1 attention maps of out-of-fold patients")
+    assert "occlusion" not in words and "2 slide(s) described in a sentence" in words

@@ -38,6 +38,10 @@ def design_rows(enc: Encoded, data: CohortArrays, modalities: list[str],
     return rows, present
 
 
+class TooFewWithModality(ValueError):
+    """No modality of a candidate is present in enough training patients to fit its design block."""
+
+
 def fit_blocks(rows: dict[str, np.ndarray], present: dict[str, np.ndarray], train: list[int],
                modalities: list[str], pools: list[str], wsi_components: int) -> list[DesignBlock]:
     """One block per modality, fitted on the training patients that have it; a modality that fewer than three
@@ -48,7 +52,7 @@ def fit_blocks(rows: dict[str, np.ndarray], present: dict[str, np.ndarray], trai
         if len(fit_idx) >= 3:
             blocks.append(DesignBlock.fit(m, rows[m][fit_idx], pools if m == "wsi" else None, wsi_components))
     if not blocks:
-        raise ValueError(f"no training patient has any of {modalities}")
+        raise TooFewWithModality(f"fewer than three training patients have any of {modalities}")
     return blocks
 
 

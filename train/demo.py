@@ -204,8 +204,11 @@ def _heatmap_words(report_json: Path) -> str:
     if summary.get("heatmaps_note"):
         return f"no slide heatmaps: {summary['heatmaps_note']}"
     heatmaps = summary.get("heatmaps") or []
-    kinds = [h.get("kind", "attention") for h in heatmaps]
-    return _kind_words({k: kinds.count(k) for k in ("attention", "occlusion")}) + " of out-of-fold patients"
+    kinds = [h.get("kind", "attention") for h in heatmaps if h.get("file")]
+    words = _kind_words({k: kinds.count(k) for k in ("attention", "occlusion")}) + " of out-of-fold patients"
+    flat = sum(1 for h in heatmaps if not h.get("file"))
+    return words + (f"; {flat} slide(s) described in a sentence instead (no region stands out, or too few patches)"
+                    if flat else "")
 
 
 def run_sample_cases(cases: Path, model: Path, outputs: Path, tasks: list[int], seed: int,

@@ -199,16 +199,34 @@ def fit_classical_members(ctx: RunContext, arch: Any) -> list[dict[str, Any]]:
     own choices (each recorded in its member file)."""
     from safetensors.numpy import save_file as save_arrays
 
-    from train.selection import classical_member, select
+    from train.selection import _choice_summary, classical_member, select
+    from train.selection.networks import is_network, network_members
 
     out = []
     for split in tqdm(member_splits(ctx), desc="fit members", unit="member"):
         path = ctx.work / "members" / f"{split.name}.json"
         weights = path.with_suffix(".safetensors")
         record = _cached(path, ctx)
+        if record is not None and record.get("kind") == "network":  # a chosen network: its seed members too
+            records = [_cached(path.with_name(f"{f}.json"), ctx) for f in record.get("seed_files", [])]
+            if all(r is not None for r in records) and weights.is_file():
+                out.extend([record, *records])
+                continue
+            record = None
         if record is None or not weights.is_file():
             seed = _split_seed(ctx.config, split, 50)
             choice = select(ctx, arch, list(split.train), seed + 20_000)
+            if is_network(choice["chosen"]):
+                records, networks = network_members(ctx, choice, split, seed)
+                records[0]["seed_files"] = [r["file"] for r in records[1:]]
+                for r, network in zip(records, networks):
+                    r["auto"] = _choice_summary(choice)
+                    state = {k: v.detach().contiguous() for k, v in sorted(network.state_dict().items())}
+                    weights.parent.mkdir(parents=True, exist_ok=True)
+                    save_file(state, str(ctx.work / "members" / f"{r['file']}.safetensors"))
+                    _write_json(ctx.work / "members" / f"{r['file']}.json", r)
+                out.extend(records)
+                continue
             record, arrays = classical_member(ctx, arch, choice, split, seed)
             weights.parent.mkdir(parents=True, exist_ok=True)
             save_arrays({k: np.ascontiguousarray(v) for k, v in sorted(arrays.items())}, str(weights))

@@ -110,12 +110,14 @@ def _auc_at(tr_e, tr_t, e, t, risk, horizon: float) -> float:
 
 
 def evaluate_survival(train_time, train_event, test_time, test_event, risk, surv=None, surv_times=None,
-                      horizons=None, n_boot: int = 200, seed: int = 0) -> dict:
+                      horizons=None, n_boot: int = 200, seed: int = 0, time_unit: str = "") -> dict:
     """Every evaluation figure for test ``risk`` (higher = worse) and optional survival curves ``surv``.
 
     ``surv[i, k] = S_i(surv_times[k])``. ``horizons`` default to the 25/50/75th centiles of the test event
     times. ``ci95`` is a percentile bootstrap over test patients (same resamples for every metric).
+    ``time_unit`` (e.g. "months") follows every time the notes print.
     """
+    unit = f" {time_unit}" if time_unit else ""
     tr_t = _vector("train_time", train_time)
     tr_e = np.asarray(train_event).astype(bool).reshape(-1)
     if tr_e.size != tr_t.size:
@@ -135,16 +137,16 @@ def evaluate_survival(train_time, train_event, test_time, test_event, risk, surv
     e_ipcw = e & ~past
     if past.any():
         notes.append(f"{int(past.sum())} test patient(s) followed to or past the longest training follow-up "
-                     f"({cutoff:g}) were censored there for Uno C, td-AUC and IBS")
+                     f"({cutoff:.4g}{unit}) were censored there for Uno C, td-AUC and IBS")
 
     if horizons is None:
         horizons = np.quantile(t[e], [0.25, 0.5, 0.75]) if e.any() else np.array([])
     kept = []
     for h in sorted({float(h) for h in np.atleast_1d(horizons)}):
         if h >= cutoff:
-            notes.append(f"horizon {h:g} dropped: at or past the longest training follow-up ({cutoff:g})")
+            notes.append(f"horizon {h:g}{unit} dropped: at or past the longest training follow-up ({cutoff:.4g}{unit})")
         elif not (t_ipcw.min() <= h < t_ipcw.max()):
-            notes.append(f"horizon {h:g} dropped: outside the test follow-up [{t_ipcw.min():g}, {t_ipcw.max():g})")
+            notes.append(f"horizon {h:g}{unit} dropped: outside the test follow-up [{t_ipcw.min():.4g}, {t_ipcw.max():.4g}){unit}")
         else:
             kept.append(h)
 

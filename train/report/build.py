@@ -98,7 +98,7 @@ def _evaluation(ctx: RunContext, cv: list[dict[str, Any]], horizons: list[float]
         surv = cross_fitted_survival(data.time[idx], data.event[idx], risk, list(grid))
         result = evaluate_survival(data.time, data.event.astype(bool), data.time[idx], data.event[idx].astype(bool),
                                    risk, surv=surv, surv_times=grid, horizons=horizons,
-                                   n_boot=int(ctx.config["protocol"].get("bootstrap", 200)), seed=0)
+                                   n_boot=int(ctx.config["protocol"].get("bootstrap", 200)), seed=0, time_unit="months")
     except Exception as exc:  # noqa: BLE001 - a metric that cannot be computed costs its section, not the report
         log.warning("report: survival evaluation skipped: %s: %s", type(exc).__name__, exc)
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -136,6 +136,13 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
     except Exception as exc:  # noqa: BLE001
         log.warning("report: coefficient table skipped: %s: %s", type(exc).__name__, exc)
         summary["model_terms"] = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        from train.report.importance import permutation_importance
+
+        summary["tree_importance"] = permutation_importance(ctx, members, int(ctx.config.get("seed", 0)))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("report: permutation importance skipped: %s: %s", type(exc).__name__, exc)
+        summary["tree_importance"] = {"error": f"{type(exc).__name__}: {exc}"}
     if slides and "wsi" in ctx.data.modalities and int(ctx.config.get("report", {}).get("heatmaps", 0)) > 0:
         from train.report.heatmaps import heatmaps_note, oof_heatmaps
 

@@ -103,6 +103,15 @@ def model_chosen(summary: dict[str, Any]) -> Section:
     return ("Model chosen and why", blocks)
 
 
+def _setting_words(setting: Any) -> str:
+    """A family's chosen setting as `name value` pairs (`alpha_ratio 0.1, l1_ratio 0.5`), not a Python dict."""
+    if not isinstance(setting, dict):
+        return str(setting)
+    if not setting:
+        return "defaults"
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in setting.items())
+
+
 def auto_choice(summary: dict[str, Any]) -> Section | None:
     """`model: auto`: the first member's inner scores, what each member and each CV fold chose, and why."""
     section = summary.get("auto")
@@ -114,10 +123,14 @@ def auto_choice(summary: dict[str, Any]) -> Section | None:
     blocks: list[Any] = [P(
         f"Exported (first member): {exported['chosen']}, chosen on {exported['n_inner_splits']} inner {inner} "
         f"splits of the member's training part (no reported fold is involved); rule: {exported.get('rule')}. "
-        "Settings per family: " + ", ".join(f"{k} {v}" for k, v in (exported.get("settings") or {}).items()) + "."),
+        "Settings per family: " + "; ".join(f"{k} ({_setting_words(v)})"
+                                            for k, v in (exported.get("settings") or {}).items()) + "."),
         Table(["option", "mean inner score"],
               [[f"{k}{' (chosen)' if k == exported['chosen'] else ''}", f"{v:.4f}"]
                for k, v in sorted(exported["scores"].items(), key=lambda kv: -kv[1])])]
+    if exported.get("dropped_candidates"):
+        blocks.append(P("Left out of the choice (their modality is too sparse to fit on some inner training part): "
+                        + "; ".join(f"{k}: {v}" for k, v in exported["dropped_candidates"].items()) + "."))
     if exported.get("rna_within_scores"):
         tried = ", ".join(f"{k} {v:.4f}" for k, v in exported["rna_within_scores"].items())
         blocks.append(P(f"RNA within-sample transform: {exported['rna_within']} (best inner leave-one-cohort-out "
@@ -239,6 +252,21 @@ def model_terms(summary: dict[str, Any]) -> Section | None:
         Table(["variable", terms["effect"], "95% CI", "p"], rows)])
 
 
+def tree_importance(summary: dict[str, Any]) -> Section | None:
+    """Trees have no coefficients: held-out permutation importance of the clinical variables instead."""
+    found = summary.get("tree_importance")
+    if not found:
+        return None
+    if found.get("error"):
+        return ("Clinical variables: permutation importance", [P(f"Not computed: {found['error']}.", note=True)])
+    rows = [[r["term"], f"{r['drop']:+.3f}", f"{r['sd']:.3f}"] for r in found["rows"]]
+    return ("Clinical variables: permutation importance (tree model)", [
+        P(f"The exported model rests partly on {found['family']} trees, which have no coefficients. {found['method']}. "
+          f"A larger drop means the trees lean more on that variable; about 0 means unused, below 0 is noise. It ranks "
+          "variables; it does not say in which direction they act (the table above does, for a Cox model)."),
+        Table(["variable", f"drop in held-out {found['metric']}", "SD"], rows)])
+
+
 def clinical_missing(summary: dict[str, Any]) -> Section | None:
     """What training treated as missing, per clinical feature (train/clinical_missing.py); only when any was."""
     from train.clinical_missing import KINDS, WORDS
@@ -353,7 +381,7 @@ def intershap(summary: dict[str, Any]) -> Section | None:
 
 
 SECTIONS = (about, model_chosen, auto_choice, cross_validation, evaluation, cohort_held_out, exported_ensemble,
-            model_terms, clinical_missing, figures, heatmaps, intershap)
+            model_terms, tree_importance, clinical_missing, figures, heatmaps, intershap)
 
 
 def build(summary: dict[str, Any]) -> list[Section]:

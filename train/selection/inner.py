@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from train.classical import Target, design, design_rows, fit_blocks
+from train.classical import Target, TooFewWithModality, design, design_rows, fit_blocks
 from train.data import encode_fold
 from train.fit import score
 from train.folds import repeated_kfold
+from train.selection.networks import inner_network_risks, network_options
 from train.selection.options import _available, _candidates, _family, _modalities, with_rna_within
 
 
@@ -23,6 +24,7 @@ class Inner:
     kinds: list[str]  # per split: "kfold" or "loco"
     val: dict[str, list[np.ndarray]]  # "cand#g" → per split, the z-scored risk of the validation patients
     null: set[str] = field(default_factory=set)  # "cand#g" settings with constant risk on some inner training part
+    dropped: dict[str, str] = field(default_factory=dict)  # candidate → why it could not be fitted on some split
 
     @property
     def kind(self) -> str:
@@ -73,13 +75,20 @@ def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int,
     candidates = _candidates(settings, available)
     val: dict[str, list[np.ndarray]] = {}
     null: set[str] = set()
+    dropped: dict[str, str] = {}
     for tr, va in splits:
         enc = encode_fold(data, tr, ctx.schema, config)
         rows, present = design_rows(enc, data, data.modalities, settings["pools"])
         y = Target.of(data, tr, ctx.survival)
         for name, cand in candidates.items():
+            if name in dropped:
+                continue
             mods = _modalities(cand, available)
-            blocks = fit_blocks(rows, present, tr, mods, settings["pools"], settings["wsi_components"])
+            try:
+                blocks = fit_blocks(rows, present, tr, mods, settings["pools"], settings["wsi_components"])
+            except TooFewWithModality as exc:  # a sparse modality: the candidate is left out, not the run
+                dropped[name] = str(exc)
+                continue
             X = design(blocks, rows, present, len(data))
             for g, predictor in enumerate(_family(cand).fit_grid(X[tr], y, seed)):
                 key = f"{name}#{g}"
@@ -87,7 +96,11 @@ def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int,
                 val.setdefault(key, []).append((predictor.predict(X[va]) - shift) / scale)
                 if is_null(predictor, X[tr]):
                     null.add(key)
-    return Inner(splits, kinds, val, null)
+    val = {k: v for k, v in val.items() if k.split("#", 1)[0] not in dropped}
+    networks = network_options(settings, ctx.config, data.modalities)
+    if networks:  # the same inner splits; each fit cached in the work folder (train/selection/networks.py)
+        val.update(inner_network_risks(ctx, splits, networks, seed))
+    return Inner(splits, kinds, val, null, dropped)
 
 
 def standardiser(train_risk: np.ndarray) -> tuple[float, float]:

@@ -35,6 +35,9 @@ AUTO_DEFAULTS: dict[str, Any] = {
     # under k-fold, where a single site cannot show whether a harmonisation transfers. Off by default: offered on
     # dataOvarian1 it was taken in 1 of 4 leave-one-study-out splits and cost 0.006 there (realdata.md)
     "rna_within": [],
+    # networks as options (train/selection/networks.py): name → a `compare`-style entry (preset or encoders/fusion/
+    # head), trained on every inner split; off by default, since each adds (inner splits + 1) trainings per part
+    "networks": {},
     "pools": ["mean", "max", "std"],
     "wsi_components": 16,
 }

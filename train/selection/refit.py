@@ -11,6 +11,7 @@ from train.classical import Target, design, design_rows, fit_blocks, fit_setting
 from train.data import encode_fold
 from train.fit import score
 from train.selection.inner import standardiser
+from train.selection.networks import is_network, network_split_record
 from train.selection.options import _available, _family, _modalities, auto_settings, with_rna_within
 from train.selection.select import select
 
@@ -51,6 +52,8 @@ def run_classical_split(ctx: Any, arch_name: str, arch: Any, split: Any, seed: i
     """One CV/hold-out split: select on split.train's inner folds, refit on split.train, predict split.test."""
     train, test = list(split.train), list(split.test)
     choice = select(ctx, arch, train, seed)
+    if is_network(choice["chosen"]):  # the inner splits chose a network: retrain it on the whole training part
+        return {**network_split_record(ctx, arch_name, arch, choice, split, seed), "auto": _choice_summary(choice)}
     model, (_, rows, present) = refit(ctx, arch, choice, train, seed)
     risk = predict_idx(model, rows, present, test)
     data = ctx.data
@@ -64,7 +67,8 @@ def run_classical_split(ctx: Any, arch_name: str, arch: Any, split: Any, seed: i
 
 def _choice_summary(choice: dict[str, Any]) -> dict[str, Any]:
     return {k: choice.get(k) for k in ("chosen", "best", "default", "rule", "inner", "n_inner_splits", "split_kinds",
-                                       "scores", "gains_vs_default", "settings", "rna_within", "rna_within_scores")}
+                                       "scores", "gains_vs_default", "settings", "rna_within", "rna_within_scores",
+                                       "dropped_candidates")}
 
 
 def classical_member(ctx: Any, arch: Any, choice: dict[str, Any], split: Any,

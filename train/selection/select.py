@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from train.selection.inner import Inner, run_inner
+from train.selection.networks import network_options
 from train.selection.options import _available, _candidates, _family, auto_settings, configured_within
 
 
@@ -35,7 +36,10 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
     stronger default; pooled leave-one-cohort-out splits let a clearly better option win across cohorts.
     """
     data, survival = ctx.data, ctx.survival
-    candidates = _candidates(settings, _available(settings, data.modalities))
+    candidates = {n: c for n, c in _candidates(settings, _available(settings, data.modalities)).items()
+                  if n not in inner.dropped}
+    if not candidates:
+        raise ValueError(f"auto: no candidate could be fitted on every inner split ({inner.dropped})")
     options: dict[str, dict[str, Any]] = {}
     best: dict[str, tuple[int, float, list[float]]] = {}
     for name, cand in candidates.items():
@@ -58,7 +62,7 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
     singles = [n for n in best if n != "residual_ridge"]
     for n in singles:
         add(n, [part(n, 1.0)])
-    if "residual_ridge" in best:
+    if "residual_ridge" in best and "clinical_ridge" in best:
         for lam in settings["lambdas"]:
             add(f"backbone_residual(lambda={lam:g})",
                 [part("clinical_ridge", 1.0)] + ([part("residual_ridge", float(lam))] if lam else []))
@@ -68,6 +72,12 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
     for k in settings["ensembles"]:
         if 2 <= k <= len(ranked):
             add(f"ensemble_top{k}", [part(n, 1.0 / k) for n in ranked[:k]])
+    networks = network_options(settings, ctx.config, data.modalities)
+    for n in networks:  # a network is one option on its own (its parts are not mixed with classical ones)
+        if f"{n}#0" in inner.val:
+            options[n] = {"parts": [{"candidate": n, "setting": 0, "weight": 1.0, "shift": 0.0, "scale": 1.0}]}
+            folds = inner.fold_scores(survival, data, inner.val[f"{n}#0"])
+            options[n].update(score=_mean(folds), fold_scores=folds)
     best_option = max(options, key=lambda n: options[n]["score"])
     if settings.get("fixed") and settings["fixed"] not in options:
         raise ValueError(f"auto.fixed: {settings['fixed']!r} is not an option here (options: {sorted(options)})")
@@ -82,9 +92,9 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
             "rule": rule_text(settings), "scores": {n: round(o["score"], 4) for n, o in options.items()},
             "gains_vs_default": {n: [round(m, 4), round(se, 4)] for n, (m, se) in gains.items()},
             "settings": {n: _family(candidates[n]).grid()[g] for n, (g, _, _) in best.items()},
-            "null_settings": sorted(inner.null),
+            "null_settings": sorted(inner.null), "dropped_candidates": dict(inner.dropped),
             "candidates": {n: candidates[n] for n in best},
-            "options": {n: o["parts"] for n, o in options.items()}}
+            "options": {n: o["parts"] for n, o in options.items()}, "networks": networks}
 
 
 def paired_gain(scores: list[float], reference: list[float], inner: Inner) -> tuple[float, float]:

@@ -1,0 +1,131 @@
+"""Networks as `auto` options: `auto.networks` names architectures (a seed preset or encoders + fusion + head, as a
+`compare` entry) that are trained on the SAME inner splits as the classical families and scored the same way.
+
+Why beside the classical families and not instead of them: with ~100 patients a network's inner score is noisy, so
+it enters as one option `network:<name>` under the selection rule (select.py): it replaces the default equal
+ensemble only when its paired inner gain clears `switch_se` corrected standard errors. The exported model is
+whatever that rule chose; a chosen network is retrained per CV training part and per exported member, stopping on
+an inner split of that training part (never the member's held-out fold, whose risks fit the calibration).
+Each inner fit is cached in `<work>/auto_inner/` under a hash of (config, architecture, split, seed), so an
+interrupted run resumes where it stopped. Off by default (`networks: {}`): on two CPU cores each network adds
+(inner splits + 1) trainings per training part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+PREFIX = "network:"
+
+
+def network_options(settings: dict[str, Any], config: dict[str, Any], modalities: list[str]) -> dict[str, Any]:
+    """`network:<name>` → the completed architecture, for each `auto.networks` entry that has a modality to use.
+    An entry's `modalities` default to those `auto` may use (auto.modalities, else the run's)."""
+    from train.networks import resolve_architecture
+
+    allowed = [m for m in modalities if not settings.get("modalities") or m in settings["modalities"]]
+    out = {}
+    for name, entry in (settings.get("networks") or {}).items():
+        arch = resolve_architecture(entry, {"modalities": allowed}, f"auto.networks.{name}")
+        if [m for m in allowed if m in (arch.get("modalities") or allowed)]:
+            out[PREFIX + name] = arch
+    return out
+
+
+def is_network(option: str) -> bool:
+    return option.startswith(PREFIX)
+
+
+def _fit(ctx: Any, arch: dict[str, Any], train: list[int], seed: int) -> tuple[Any, Any, list[str], dict[str, Any]]:
+    """Networks (one per `train.seeds`) trained on `train`, stopping on an inner split of it (train/deep.py)."""
+    from train.data import encode_fold
+    from train.deep import fit_deep
+    from train.folds import Split
+    from train.protocol import arch_modalities, fold_time_grid, network_config
+
+    data, config = ctx.data, ctx.config
+    modalities = arch_modalities(arch, data.modalities)
+    enc = encode_fold(data, train, ctx.schema, {**config, "modalities": modalities})
+    dims = {m: enc.dims[m] for m in modalities}
+    net_cfg, _ = network_config(arch, dims, ctx.survival)
+    net_cfg, tcfg = fold_time_grid(ctx, net_cfg, Split("inner", tuple(train), ()))
+    fit = fit_deep(net_cfg, enc, data, train, modalities, tcfg, seed, ctx.survival,
+                   threads=config.get("threads", 1), inner_val=config["protocol"]["inner_val"])
+    return fit, enc, modalities, {"network": net_cfg, "input_dims": dims}
+
+
+def standardised_risk(ctx: Any, fit: Any, enc: Any, modalities: list[str], train: list[int],
+                      idx: list[int]) -> np.ndarray:
+    """The risk of `idx` z-scored with the mean and SD of the network's risk on its training patients (several
+    seeds: the mean of their z-scores), as the classical parts are scored."""
+    from train.deep import network_risks
+
+    risk, scales = network_risks(fit, enc, ctx.data, train, idx, modalities, ctx.config["train"].get("max_patches"))
+    if len(scales) == 1:
+        shift, scale = scales[0]
+        return (np.asarray(risk) - shift) / scale
+    return np.asarray(risk)
+
+
+def inner_network_risks(ctx: Any, splits: list[tuple[list[int], list[int]]], options: dict[str, Any],
+                        seed: int) -> dict[str, list[np.ndarray]]:
+    """`network:<name>#0` → per inner split, the z-scored validation risk (cached per split)."""
+    from train.protocol import _write_json
+
+    out: dict[str, list[np.ndarray]] = {}
+    for name, arch in options.items():
+        for s, (tr, va) in enumerate(splits):
+            key = json.dumps([ctx.config_hash, arch, sorted(tr), sorted(va), seed + s], sort_keys=True, default=str)
+            path = ctx.work / "auto_inner" / name.replace(":", "_") / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.json"
+            if path.is_file():
+                z = np.asarray(json.loads(path.read_text())["z"], dtype=float)
+            else:
+                fit, enc, mods, _ = _fit(ctx, arch, list(tr), seed + s)
+                z = standardised_risk(ctx, fit, enc, mods, list(tr), list(va))
+                _write_json(path, {"option": name, "n_train": len(tr), "z": [float(v) for v in z]})
+            out.setdefault(f"{name}#0", []).append(z)
+    return out
+
+
+def network_split_record(ctx: Any, arch_name: str, arch: Any, choice: dict[str, Any], split: Any,
+                         seed: int) -> dict[str, Any]:
+    """A CV / cohort-held-out split whose inner choice was a network: retrained on split.train, split.test predicted."""
+    from train.fit import score
+
+    train, test = list(split.train), list(split.test)
+    fit, enc, mods, _ = _fit(ctx, choice["networks"][choice["chosen"]], train, seed)
+    risk = standardised_risk(ctx, fit, enc, mods, train, test)
+    data = ctx.data
+    return {"arch": arch_name, "split": split.name, "repeat": split.repeat, "fold": split.fold, "test": test,
+            "case_ids": [data.case_ids[i] for i in test], "risk": [float(r) for r in risk],
+            "metric": score(ctx.survival, data, test, risk), "best_epoch": fit.best_epoch,
+            "inner_val_metric": choice["scores"][choice["chosen"]], "history": fit.history, "modalities": mods,
+            "n_train": fit.n_train, "n_inner_val": fit.n_val, "stopping": fit.stopping, "config_hash": ctx.config_hash,
+            "arch_config": arch}
+
+
+def network_members(ctx: Any, choice: dict[str, Any], split: Any, seed: int) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Exported member(s) when a member's inner choice was a network: one record and network per seed, stopped on an
+    inner split of split.train; the held-out fold's risks (which fit the calibration) stay unseen."""
+    from train.deep import DeepFit, network_risks
+
+    train, test = list(split.train), list(split.test)
+    fit, enc, mods, spec = _fit(ctx, choice["networks"][choice["chosen"]], train, seed)
+    records, networks = [], []
+    for j, network in enumerate(fit.networks):
+        one = DeepFit([network], [fit.seeds[j]], fit.best_epoch, fit.best_val)
+        oof_risk, [(shift, scale)] = network_risks(one, enc, ctx.data, train, test, mods,
+                                                   ctx.config["train"].get("max_patches"))
+        name = f"member{split.fold}" if j == 0 else f"member{split.fold}s{j}"
+        records.append({"name": name, "split": split.name, "file": split.name if j == 0 else f"{split.name}s{j}",
+                        "seed": fit.seeds[j], "oof": test, "oof_risk": [float(r) for r in oof_risk],
+                        "risk_shift": shift, "risk_scale": scale, **spec, "modalities": mods, "kind": "network",
+                        "preprocessing": {m: s for m, s in enc.preprocessing.items() if m in mods},
+                        "best_epoch": fit.best_epoch, "stopping": fit.stopping, "history": fit.history,
+                        "config_hash": ctx.config_hash})
+        networks.append(network)
+    return records, networks
