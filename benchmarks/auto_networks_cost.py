@@ -74,7 +74,7 @@ def one_point(n: int, patches: int, networks: bool, seed: int, work: Path) -> di
     t0 = time.perf_counter()
     ctx = cohort(n, patches, seed, work, networks)
     built = time.perf_counter() - t0
-    train = list(range(0, n - n // 5))
+    train = list(range(n - n // 5))
     t0 = time.perf_counter()
     choice = select(ctx, "auto", train, seed)
     select_s = time.perf_counter() - t0

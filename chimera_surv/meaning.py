@@ -64,6 +64,9 @@ def describe(bundle: Any, value: float, risk: float | None, used: list[str]) -> 
         median = curve.median(risk)
         out["median_months"] = None if median is None else round(median, 2)
         out["max_follow_up_months"] = curve.max_follow_up
+        if bundle.output_kind == "months" and curve.max_follow_up is not None and math.isfinite(value):
+            # the KM-quantile time can lie past the data; then it is an extrapolation, said next to the number
+            out["past_follow_up"] = bool(value > curve.max_follow_up)
     elif bundle.output_kind == "months":
         out["survival"] = "not stored in this bundle (exported before survival curves were kept)"
     return out

@@ -5,6 +5,9 @@ bundle. INPUT is either
 - a folder: every folder holding a `*_CD.json` (clinical) or `*_RNA.json` is one patient, named by that folder
   (the training layout `<root>/data/<id>/<id>_CD.json`); slides (`*.tif` + `*_mask.tif`/`*_tissue.tif`) and MRI
   (`*_t2w.mha`, ...) next to them are used when the bundle has those modalities;
+- or a folder in the CHIMERA Task 1 training layout: each `clinical_data/<id>.json` is one patient, with the slides,
+  masks, MRI volumes and `slide_embeddings/` vectors anywhere under the folder whose names start with `<id>_`
+  (chimera_surv/readers/layout.py, the names training reads);
 - or a CSV: one row per patient, the id in `--id-column` (default `case_id`), clinical fields in the columns the
   bundle's schema names, gene values in columns named by the bundle's genes (RNA is used when any is present).
 The output (CSV, or JSON when FILE ends in .json) has one row per patient: `case_id`, the value (`months`: the
@@ -33,31 +36,46 @@ from chimera_surv.cli import Parser, UserError, require_columns, require_path, r
 from chimera_surv.gc import mri_feature_file, slide_embedding_files
 from chimera_surv.generic import generic_task
 from chimera_surv.predict import DegradedLog, modality_inputs, parse_clinical_record
+from chimera_surv.readers.layout import (
+    embeddings_under,
+    index_files,
+    mri_volumes,
+    slides_for,
+    task1_clinical_paths,
+)
 
 log = logging.getLogger("chimera_surv.predict_cohort")
-MASK_SUFFIXES = ("_mask", "_tissue")
-MRI_SUFFIXES = {"t2w": "t2", "t2": "t2", "adc": "adc", "hbv": "hbv", "mask": "mask"}
 
 
 def folder_cases(root: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(case id, {"clinical", "rna", "slides", "mri"}) for each patient folder under `root`, sorted by id."""
+    """(case id, {"clinical", "rna", "slides", "mri", "slide_embeddings"}) for each patient under `root`, sorted by
+    id: patient folders (`*_CD.json` / `*_RNA.json`), then Task 1 patients (`clinical_data/<id>.json`) not found so.
+    """
     folders = sorted({p.parent for pattern in ("*_CD.json", "*_RNA.json") for p in root.rglob(pattern)})
-    cases = []
-    for folder in folders:
-        files = sorted(p for p in folder.iterdir() if p.is_file())
-        clinical = next((p for p in files if p.name.endswith("_CD.json")), None)
-        rna = next((p for p in files if p.name.endswith("_RNA.json")), None)
-        images = [p for p in files if p.suffix.lower() in (".tif", ".tiff")]
-        masks = {p.stem[: -len(s)]: p for p in images for s in MASK_SUFFIXES if p.stem.endswith(s)}
-        slides = [p for p in images if p not in masks.values()]
-        mri = {MRI_SUFFIXES[p.stem.rsplit("_", 1)[-1].lower()]: p for p in files
-               if p.suffix.lower() == ".mha" and p.stem.rsplit("_", 1)[-1].lower() in MRI_SUFFIXES}
-        cases.append((folder.name, {
-            "clinical": clinical, "rna": rna,  # paths, read per patient (a broken file costs that modality)
-            "slides": _with_features(folder, files, [SlideInput(index=i, wsi=p, mask=masks.get(p.stem), name=p.name)
-                                                     for i, p in enumerate(slides)]),
-            "mri": _mri_input(folder, mri), "slide_embeddings": slide_embedding_files(folder)}))
-    return cases
+    cases = [(folder.name, _folder_case(folder)) for folder in folders]
+    task1 = {k: path for k, path in task1_clinical_paths(root).items() if k not in {c[0] for c in cases}}
+    if task1:  # images anywhere under the root, named `<id>_...` (readers/layout.py, as training finds them)
+        files = index_files(root, sorted(task1))
+        embeddings = embeddings_under(root, sorted(task1))
+        for case_id, clinical in task1.items():
+            cases.append((case_id, _task1_case(clinical, files[case_id], embeddings.get(case_id, []))))
+    return sorted(cases, key=lambda case: case[0])
+
+
+def _task1_case(clinical: Path, own: list[Path], embeddings: list[Path]) -> dict[str, Any]:
+    """A Task 1 patient's inputs: its clinical JSON and the files named `<id>_...` anywhere under the root."""
+    volumes = mri_volumes(own)
+    return {"clinical": clinical, "rna": next((p for p in own if p.name.endswith("_RNA.json")), None),
+            "slides": slides_for(own), "mri": MRIInput(**volumes) if volumes else None, "slide_embeddings": embeddings}
+
+
+def _folder_case(folder: Path) -> dict[str, Any]:
+    """One patient folder's inputs: paths, read per patient later (a broken file costs that modality only)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    return {"clinical": next((p for p in files if p.name.endswith("_CD.json")), None),
+            "rna": next((p for p in files if p.name.endswith("_RNA.json")), None),
+            "slides": _with_features(folder, files, slides_for(files)),
+            "mri": _mri_input(folder, mri_volumes(files)), "slide_embeddings": slide_embedding_files(folder)}
 
 
 def _mri_input(folder: Path, volumes: dict[str, Path]) -> MRIInput | None:
@@ -204,7 +222,8 @@ def predict_cohort(bundle_dir: Path, source: Path, out: Path | None = None, id_c
     else:
         raise ValueError(f"INPUT must be a folder or a table (.csv, .tsv, .parquet), got {source}")
     if not cases:
-        raise ValueError(f"no patient found in {source} (folders with *_CD.json / *_RNA.json, or CSV rows)")
+        raise ValueError(f"no patient found in {source} (folders with *_CD.json / *_RNA.json, "
+                         "clinical_data/<id>.json, or CSV rows)")
     model_root = bundle_dir.resolve().parent  # encoders live next to the bundles (model/encoders)
     rows = [predict_one(bundle, task, case_id, inputs, model_root, device) for case_id, inputs in cases]
     path = out or Path(task.output_file)

@@ -65,3 +65,11 @@ def test_an_old_bundle_says_it_has_no_curve(fitted):
     columns = survival_columns(new, TASKS[3], result)
     assert list(columns)[:2] == ["S(12 months)", "S(24 months)"] and columns["S(12 months)"] > columns["S(24 months)"]
     assert columns["months_past_follow_up"] == ("yes" if 80.0 > curve.max_follow_up else "no")
+
+
+def test_the_result_line_flags_a_time_past_the_longest_follow_up(fitted):
+    _, curve = fitted
+    new = SimpleNamespace(meta={"survival_curve": curve.to_dict(), "horizons_months": [12.0]}, members=[],
+                          task_id=3, output_kind="months")
+    assert describe(new, curve.max_follow_up + 5.0, 0.0, ["clinical"])["past_follow_up"] is True
+    assert describe(new, curve.max_follow_up / 2, 0.0, ["clinical"])["past_follow_up"] is False

@@ -81,7 +81,8 @@ class Run:
         else:
             self.patients = load_cohort(root, labels, survival=self.survival,
                                         cohort_regex=cohort_cfg["cohort_regex"],
-                                        default_cohort=cohort_cfg["default_cohort"])
+                                        default_cohort=cohort_cfg["default_cohort"],
+                                        slide_embeddings=resolve_path(cohort_cfg.get("slide_embeddings"), base))
         self.genes = self._genes(base) if "rna" in self.modalities else []
         from train.fingerprint import DataFingerprint
 

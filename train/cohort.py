@@ -4,6 +4,9 @@ Layouts recognised (found by file-name pattern under the root, never by a fixed 
 - Task 1: `clinical_data/<pid>.json`, `pathology/images/<pid>/<pid>_<scan>.tif` + `<pid>_<scan>_tissue.tif`,
   `radiology/images/<pid>/<pid>_<scan>_{t2w,adc,hbv,mask}.mha`;
 - Tasks 2/3: `<id>/<id>_HE.tif`, `<id>_HE_mask.tif`, `<id>_CD.json` (+ `<id>_RNA.json` for Task 3).
+Slide embeddings (modality slide_embedding): `<id>.<ext>` / `<id>_<slide>.<ext>` in any `slide_embeddings/` folder
+under the root, or in the folder `cohort.slide_embeddings` names. The name rules are chimera_surv/readers/layout.py's,
+shared with `predict_cohort`.
 Labels come from the clinical JSON keys the schema names (`labels`), or from a CSV (`labels_csv`) whose columns
 the config names. The cohort (3A/3B, 2A/2B) comes from a CSV column or a regex on the case id.
 A cohort given as a table instead (`cohort.table`) is read by train/table.py into the same `Patient` records.
@@ -19,9 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from chimera_surv.case import MRIInput, SlideInput
-
-MASK_SUFFIXES = ("_tissue", "_mask", "_HE_mask")
-MRI_KEYS = {"t2w": "t2", "t2": "t2", "adc": "adc", "hbv": "hbv", "mask": "mask"}
+from chimera_surv.readers.layout import clinical_paths, embeddings_under, index_files, mri_for, slides_for
 
 
 @dataclass
@@ -77,53 +78,6 @@ def _unwrap(raw: Any) -> Any:
     return raw[0] if isinstance(raw, list) and len(raw) == 1 else raw
 
 
-def _strip_mask_suffix(stem: str) -> str | None:
-    for suffix in MASK_SUFFIXES:
-        if stem.endswith(suffix):
-            return stem[: -len(suffix)]
-    return None
-
-
-def _slides_for(files: list[Path]) -> list[SlideInput]:
-    """Pair each slide with its mask (`<stem>_tissue.tif` or `<stem>_mask.tif`), in sorted name order."""
-    images = [p for p in files if p.suffix.lower() in (".tif", ".tiff")]
-    masks = {_strip_mask_suffix(p.stem): p for p in images if _strip_mask_suffix(p.stem) is not None}
-    slides = [p for p in images if _strip_mask_suffix(p.stem) is None]
-    return [SlideInput(index=i, wsi=p, mask=masks.get(p.stem), name=p.name) for i, p in enumerate(sorted(slides))]
-
-
-def _mri_for(files: list[Path]) -> MRIInput | None:
-    found: dict[str, Path] = {}
-    for path in sorted(files):
-        if path.suffix.lower() != ".mha":
-            continue
-        key = MRI_KEYS.get(path.stem.rsplit("_", 1)[-1].lower())
-        if key and key not in found:
-            found[key] = path
-    return MRIInput(**found) if found else None
-
-
-def _index_files(root: Path, case_ids: list[str]) -> dict[str, list[Path]]:
-    """Each case's files: names starting with `<case id>_` (ids may themselves contain `_`, e.g. 3A_001)."""
-    by_prefix: dict[str, list[Path]] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            by_prefix.setdefault(path.name.split("_", 1)[0], []).append(path)
-    groups: dict[str, list[Path]] = {}
-    for case_id in case_ids:
-        candidates = by_prefix.get(case_id.split("_", 1)[0], [])
-        groups[case_id] = [p for p in candidates if p.name.startswith(case_id + "_")]
-    return groups
-
-
-def _clinical_paths(root: Path) -> dict[str, Path]:
-    """case id → clinical JSON: `<id>_CD.json` (Tasks 2/3) or `clinical_data/<id>.json` (Task 1)."""
-    found = {p.name[: -len("_CD.json")]: p for p in sorted(root.rglob("*_CD.json"))}
-    for path in sorted(root.rglob("clinical_data/*.json")):
-        found.setdefault(path.stem, path)
-    return found
-
-
 def _is_true(text: str) -> bool:
     text = str(text).strip().lower()
     try:
@@ -175,15 +129,19 @@ def _apply_labels(patient: Patient, raw: Any, row: dict[str, str] | None, spec: 
 
 
 def load_cohort(root: Path | str, labels: LabelSpec, *, survival: bool, cohort_regex: str = r"^([0-9]+[A-Za-z])_",
-                default_cohort: str = "all") -> list[Patient]:
-    """All labelled patients under `root`, sorted by case id. Unlabelled patients are dropped with a reason."""
+                default_cohort: str = "all", slide_embeddings: Path | None = None) -> list[Patient]:
+    """All labelled patients under `root`, sorted by case id. Unlabelled patients are dropped with a reason.
+
+    Slide embeddings come from the `slide_embeddings` folder when one is given (`cohort.slide_embeddings`, named by
+    id as in the table route), else from `slide_embeddings/` folders under the root (readers/layout.py)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"cohort root {root} does not exist")
-    clinical = _clinical_paths(root)
+    clinical = clinical_paths(root)
     rows = _read_csv(labels, survival) if labels.csv_path else {}
     ids = sorted(set(clinical) | set(rows))
-    files = _index_files(root, ids)
+    files = index_files(root, ids)
+    embeddings = _embeddings(root, ids, slide_embeddings)
     pattern = re.compile(cohort_regex) if cohort_regex else None
     patients = []
     for case_id in ids:
@@ -195,9 +153,9 @@ def load_cohort(root: Path | str, labels: LabelSpec, *, survival: bool, cohort_r
         if not cohort and pattern is not None:
             match = pattern.search(case_id)
             cohort = match.group(1) if match else None
-        patient = Patient(case_id=case_id, cohort=str(cohort or default_cohort), slides=_slides_for(own),
-                          mri=_mri_for(own), clinical=raw,
-                          rna=_read_json(rna_files[0]) if rna_files else None)
+        patient = Patient(case_id=case_id, cohort=str(cohort or default_cohort), slides=slides_for(own),
+                          mri=mri_for(own), clinical=raw, rna=_read_json(rna_files[0]) if rna_files else None,
+                          slide_embeddings=embeddings.get(case_id, []))
         _apply_labels(patient, raw, row, labels)
         patients.append(patient)
     if survival:
@@ -207,6 +165,15 @@ def load_cohort(root: Path | str, labels: LabelSpec, *, survival: bool, cohort_r
     if not kept:
         raise ValueError(f"no labelled patient under {root} ({len(patients)} found; check the label keys/CSV)")
     return kept
+
+
+def _embeddings(root: Path, ids: list[str], folder: Path | None) -> dict[str, list[Path]]:
+    """id → slide-embedding files: the configured folder read as the table route reads it, else the root's own."""
+    if folder is None:
+        return embeddings_under(root, ids)
+    from train.table import _features_h5  # imported here: train/table.py imports this module
+
+    return _features_h5(folder, ids, "slide_embeddings")
 
 
 def gene_list_from_cohort(patients: list[Patient]) -> list[str]:
