@@ -50,7 +50,9 @@ class CohortConfig(_Section):
     cohort_column: str | None = None  # centre / study column (stratification, cohort-held-out rows)
     rna_table: str | None = None  # a wide table: the id column + one column per gene
     slides_h5: str | None = None  # a folder of Trident/CLAM `.h5` patch features, `<id>.h5` or `<id>_*.h5`
-    slide_embeddings: str | None = None  # a folder of slide-encoder vectors (.h5/.npy/.json), `<id>[_*].<ext>`
+    # a folder of slide-encoder vectors (.h5/.npy/.json), `<id>[_*].<ext>`; table and folder routes (without it the
+    # folder route reads `slide_embeddings/` folders under the root, train/cohort.py)
+    slide_embeddings: str | None = None
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     cohort_regex: str | None = r"^([0-9]+[A-Za-z])_"
     default_cohort: str = "all"
