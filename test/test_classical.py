@@ -87,7 +87,7 @@ def test_a_modality_almost_nobody_has_is_left_out_of_the_design():
     present = {"clinical": np.ones(20, bool), "rna": np.arange(20) == 3}
     blocks = fit_blocks(rows, present, list(range(20)), ["clinical", "rna"], [], 4)
     assert [b.modality for b in blocks] == ["clinical"]
-    with pytest.raises(ValueError, match="no training patient"):
+    with pytest.raises(ValueError, match="fewer than three training patients"):
         fit_blocks(rows, present, list(range(20)), ["rna"], [], 4)
 
 
