@@ -198,7 +198,8 @@ def map_summary(shown: np.ndarray, kind: str) -> tuple[bool, str]:
         floor = f"every patch within {ATTENTION_FLOOR:g}× of an even share"
     else:
         stands = bool((np.abs(shown) >= OCCLUSION_FLOOR).any())
-        text = (f"{int((shown >= OCCLUSION_FLOOR).sum())} patches raise the risk and "
+        up = int((shown >= OCCLUSION_FLOOR).sum())
+        text = (f"{up} {'patch raises' if up == 1 else 'patches raise'} the risk and "
                 f"{int((shown <= -OCCLUSION_FLOOR).sum())} lower it by {OCCLUSION_FLOOR:g} SD or more; "
                 f"range {shown.min():+.3f} to {shown.max():+.3f} SD of the risk")
         floor = f"every patch moves the risk by less than {OCCLUSION_FLOOR:g} SD"

@@ -360,7 +360,7 @@ def test_heatmap_scale_is_absolute_with_a_noise_floor():
     stands, text = explain.map_summary(explain.display_values(delta, "occlusion"), "occlusion")
     assert not stands and "less than 0.05 SD" in text and "SD of the risk" in text
     stands, text = explain.map_summary(explain.display_values(np.r_[delta, -0.3], "occlusion"), "occlusion")
-    assert stands and text.startswith("1 patches raise the risk")
+    assert stands and text.startswith("1 patch raises the risk")
 
 
 def test_a_slide_with_too_few_patches_gets_a_sentence(tmp_path):
