@@ -373,7 +373,7 @@ def _prediction_table(bundle: Any, inputs: Any, prediction: dict[str, Any]) -> s
         median = said.get("median_months")
         rows.append(["median time to the event", "not reached within the training follow-up" if median is None
                      else f"{median:.1f} months"])
-        if float(value) > said["max_follow_up_months"]:
+        if said.get("past_follow_up"):
             rows.append(["note", (f"{float(value):.1f} months lies past the longest training follow-up "
                                  f"({said['max_follow_up_months']:.1f} months): an extrapolation")])
     elif survival:

@@ -177,8 +177,8 @@ def survival_columns(bundle: Any, task: Any, result: Any) -> dict[str, Any]:
     said = describe(bundle, result.value, result.risk, result.used)
     columns: dict[str, Any] = dict(said["survival"]) if isinstance(said["survival"], dict) else {}
     columns["median_months"] = "" if said.get("median_months") is None else said["median_months"]
-    longest = said.get("max_follow_up_months")
-    columns["months_past_follow_up"] = "unknown" if longest is None else ("yes" if result.value > longest else "no")
+    past = said.get("past_follow_up")  # meaning.describe decides it, once for every output
+    columns["months_past_follow_up"] = "unknown" if past is None else ("yes" if past else "no")
     return columns
 
 

@@ -64,17 +64,27 @@ def _split_seed(config: dict[str, Any], split: Split, salt: int) -> int:
     return int(config["seed"]) * 1000 + split.repeat * 100 + split.fold + salt
 
 
-def run_split(ctx: RunContext, arch_name: str, arch: dict[str, Any], split: Split, salt: int = 0) -> dict[str, Any]:
-    """Train one architecture on split.train (train/deep.py: inner stopping, seeds, averaging); predict split.test."""
+def fit_network(ctx: RunContext, arch: dict[str, Any], split: Split, seed: int,
+                val_idx: list[int] | None = None, *, own_modalities: bool = True) -> tuple[DeepFit, Any, list[str],
+                                                                                          dict[str, Any], dict[str, int]]:
+    """(fit, encoding, modalities, network config, input widths) of one architecture trained on split.train
+    (train/deep.py: stopping on an inner split unless `val_idx` is given, seeds, averaging). The preprocessing is
+    fitted on the architecture's modalities (`own_modalities`) or on the run's."""
     data, config = ctx.data, ctx.config
-    seed = _split_seed(config, split, salt)
     modalities = arch_modalities(arch, data.modalities)
-    enc = encode_fold(data, split.train, ctx.schema, {**config, "modalities": modalities})
+    enc = encode_fold(data, split.train, ctx.schema, {**config, "modalities": modalities} if own_modalities else config)
     dims = {m: enc.dims[m] for m in modalities}
     net_cfg, _ = network_config(arch, dims, ctx.survival)
     net_cfg, tcfg = fold_time_grid(ctx, net_cfg, split)
     fit = fit_deep(net_cfg, enc, data, list(split.train), modalities, tcfg, seed, ctx.survival,
-                   threads=config.get("threads", 1), inner_val=config["protocol"]["inner_val"])
+                   threads=config.get("threads", 1), inner_val=config["protocol"]["inner_val"], val_idx=val_idx)
+    return fit, enc, modalities, net_cfg, dims
+
+
+def run_split(ctx: RunContext, arch_name: str, arch: dict[str, Any], split: Split, salt: int = 0) -> dict[str, Any]:
+    """Train one architecture on split.train (fit_network); predict split.test."""
+    data, config = ctx.data, ctx.config
+    fit, enc, modalities, net_cfg, dims = fit_network(ctx, arch, split, _split_seed(config, split, salt))
     test = list(split.test)
     risk, _ = network_risks(fit, enc, data, list(split.train), test, modalities, config["train"].get("max_patches"))
     record = {"arch": arch_name, "split": split.name, "repeat": split.repeat, "fold": split.fold,
@@ -179,11 +189,8 @@ def fit_members(ctx: RunContext) -> list[dict[str, Any]]:
         records = [_cached(path, ctx) for path in paths]
         if any(r is None or not p.with_suffix(".safetensors").is_file() for r, p in zip(records, paths)):
             records, networks = _run_member(ctx, arch, split)
-            for record, network, path in zip(records, networks, paths):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                state = {k: v.detach().contiguous() for k, v in sorted(network.state_dict().items())}
-                save_file(state, str(path.with_suffix(".safetensors")))
-                _write_json(path, record)
+            for record, network in zip(records, networks):
+                save_network_member(ctx, record, network)
         out.extend(records)
     return out
 
@@ -220,12 +227,8 @@ def fit_classical_members(ctx: RunContext, arch: Any) -> list[dict[str, Any]]:
                 records, networks = network_members(ctx, choice, split, seed)
                 records[0]["seed_files"] = [r["file"] for r in records[1:]]
                 for r, network in zip(records, networks):
-                    r["auto"] = _choice_summary(choice)
-                    state = {k: v.detach().contiguous() for k, v in sorted(network.state_dict().items())}
-                    weights.parent.mkdir(parents=True, exist_ok=True)
-                    save_file(state, str(ctx.work / "members" / f"{r['file']}.safetensors"))
-                    _write_json(ctx.work / "members" / f"{r['file']}.json", r)
-                out.extend(records)
+                    save_network_member(ctx, {**r, "auto": _choice_summary(choice)}, network)
+                out.extend({**r, "auto": _choice_summary(choice)} for r in records)
                 continue
             record, arrays = classical_member(ctx, arch, choice, split, seed)
             weights.parent.mkdir(parents=True, exist_ok=True)
@@ -251,21 +254,20 @@ def spread_ratio(members: list[dict[str, Any]]) -> float:
 def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple[list[dict[str, Any]], list[Any]]:
     """One record and network per seed. `stopping: holdout` early-stops on the member's own held-out fold (never
     reported); `inner_cv` chooses the epoch count inside split.train, so the held-out fold stays unseen."""
-    data, config = ctx.data, ctx.config
-    seed = _split_seed(config, split, 50)
-    modalities = arch_modalities(arch, data.modalities)
-    enc = encode_fold(data, split.train, ctx.schema, config)
-    dims = {m: enc.dims[m] for m in modalities}
-    net_cfg, _ = network_config(arch, dims, ctx.survival)
-    net_cfg, tcfg = fold_time_grid(ctx, net_cfg, split)
-    fit = fit_deep(net_cfg, enc, data, list(split.train), modalities, tcfg, seed, ctx.survival,
-                   threads=config.get("threads", 1), val_idx=list(split.test))
-    max_patches = config["train"].get("max_patches")
+    fit, enc, modalities, net_cfg, dims = fit_network(ctx, arch, split, _split_seed(ctx.config, split, 50),
+                                                      val_idx=list(split.test), own_modalities=False)
+    return member_records(ctx, fit, enc, modalities, net_cfg, dims, split), fit.networks
+
+
+def member_records(ctx: RunContext, fit: DeepFit, enc: Any, modalities: list[str], net_cfg: dict[str, Any],
+                   dims: dict[str, int], split: Split) -> list[dict[str, Any]]:
+    """One exported-member record per seed network of `fit`: its risks on split.test (the out-of-fold risks that
+    fit the calibration) and its shift/scale on split.train."""
     records = []
     for j, network in enumerate(fit.networks):
         one = DeepFit([network], [fit.seeds[j]], fit.best_epoch, fit.best_val)
-        oof_risk, [(shift, scale)] = network_risks(one, enc, data, list(split.train), list(split.test), modalities,
-                                                   max_patches)
+        oof_risk, [(shift, scale)] = network_risks(one, enc, ctx.data, list(split.train), list(split.test),
+                                                   modalities, ctx.config["train"].get("max_patches"))
         name = f"member{split.fold}" if j == 0 else f"member{split.fold}s{j}"
         records.append({"name": name, "split": split.name, "file": _member_file(split.name, j),
                         "seed": fit.seeds[j], "oof": list(split.test), "oof_risk": [float(r) for r in oof_risk],
@@ -274,7 +276,16 @@ def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple[li
                         "preprocessing": {m: s for m, s in enc.preprocessing.items() if m in modalities},
                         "best_epoch": fit.best_epoch, "stopping": fit.stopping, "history": fit.history,
                         "config_hash": ctx.config_hash})
-    return records, fit.networks
+    return records
+
+
+def save_network_member(ctx: RunContext, record: dict[str, Any], network: torch.nn.Module) -> None:
+    """A network member's weights (members/<file>.safetensors) and its record (members/<file>.json)."""
+    path = ctx.work / "members" / f"{record['file']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in sorted(network.state_dict().items())}
+    save_file(state, str(path.with_suffix(".safetensors")))
+    _write_json(path, record)
 
 
 def member_state(ctx: RunContext, record: dict[str, Any]) -> dict[str, torch.Tensor]:

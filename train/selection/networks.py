@@ -40,22 +40,13 @@ def is_network(option: str) -> bool:
     return option.startswith(PREFIX)
 
 
-def _fit(ctx: Any, arch: dict[str, Any], train: list[int], seed: int) -> tuple[Any, Any, list[str], dict[str, Any]]:
-    """Networks (one per `train.seeds`) trained on `train`, stopping on an inner split of it (train/deep.py)."""
-    from train.data import encode_fold
-    from train.deep import fit_deep
+def _fit(ctx: Any, arch: dict[str, Any], train: list[int], seed: int) -> tuple[Any, Any, list[str], dict[str, Any],
+                                                                          dict[str, int]]:
+    """Networks (one per `train.seeds`) trained on `train`, stopping on an inner split of it (protocol.fit_network)."""
     from train.folds import Split
-    from train.protocol import arch_modalities, fold_time_grid, network_config
+    from train.protocol import fit_network
 
-    data, config = ctx.data, ctx.config
-    modalities = arch_modalities(arch, data.modalities)
-    enc = encode_fold(data, train, ctx.schema, {**config, "modalities": modalities})
-    dims = {m: enc.dims[m] for m in modalities}
-    net_cfg, _ = network_config(arch, dims, ctx.survival)
-    net_cfg, tcfg = fold_time_grid(ctx, net_cfg, Split("inner", tuple(train), ()))
-    fit = fit_deep(net_cfg, enc, data, train, modalities, tcfg, seed, ctx.survival,
-                   threads=config.get("threads", 1), inner_val=config["protocol"]["inner_val"])
-    return fit, enc, modalities, {"network": net_cfg, "input_dims": dims}
+    return fit_network(ctx, arch, Split("inner", tuple(train), ()), seed)
 
 
 def standardised_risk(ctx: Any, fit: Any, enc: Any, modalities: list[str], train: list[int],
@@ -84,7 +75,7 @@ def inner_network_risks(ctx: Any, splits: list[tuple[list[int], list[int]]], opt
             if path.is_file():
                 z = np.asarray(json.loads(path.read_text())["z"], dtype=float)
             else:
-                fit, enc, mods, _ = _fit(ctx, arch, list(tr), seed + s)
+                fit, enc, mods, _, _ = _fit(ctx, arch, list(tr), seed + s)
                 z = standardised_risk(ctx, fit, enc, mods, list(tr), list(va))
                 _write_json(path, {"option": name, "n_train": len(tr), "z": [float(v) for v in z]})
             out.setdefault(f"{name}#0", []).append(z)
@@ -97,7 +88,7 @@ def network_split_record(ctx: Any, arch_name: str, arch: Any, choice: dict[str, 
     from train.fit import score
 
     train, test = list(split.train), list(split.test)
-    fit, enc, mods, _ = _fit(ctx, choice["networks"][choice["chosen"]], train, seed)
+    fit, enc, mods, _, _ = _fit(ctx, choice["networks"][choice["chosen"]], train, seed)
     risk = standardised_risk(ctx, fit, enc, mods, train, test)
     data = ctx.data
     return {"arch": arch_name, "split": split.name, "repeat": split.repeat, "fold": split.fold, "test": test,
@@ -111,21 +102,8 @@ def network_split_record(ctx: Any, arch_name: str, arch: Any, choice: dict[str, 
 def network_members(ctx: Any, choice: dict[str, Any], split: Any, seed: int) -> tuple[list[dict[str, Any]], list[Any]]:
     """Exported member(s) when a member's inner choice was a network: one record and network per seed, stopped on an
     inner split of split.train; the held-out fold's risks (which fit the calibration) stay unseen."""
-    from train.deep import DeepFit, network_risks
+    from train.protocol import fit_network, member_records
 
-    train, test = list(split.train), list(split.test)
-    fit, enc, mods, spec = _fit(ctx, choice["networks"][choice["chosen"]], train, seed)
-    records, networks = [], []
-    for j, network in enumerate(fit.networks):
-        one = DeepFit([network], [fit.seeds[j]], fit.best_epoch, fit.best_val)
-        oof_risk, [(shift, scale)] = network_risks(one, enc, ctx.data, train, test, mods,
-                                                   ctx.config["train"].get("max_patches"))
-        name = f"member{split.fold}" if j == 0 else f"member{split.fold}s{j}"
-        records.append({"name": name, "split": split.name, "file": split.name if j == 0 else f"{split.name}s{j}",
-                        "seed": fit.seeds[j], "oof": test, "oof_risk": [float(r) for r in oof_risk],
-                        "risk_shift": shift, "risk_scale": scale, **spec, "modalities": mods, "kind": "network",
-                        "preprocessing": {m: s for m, s in enc.preprocessing.items() if m in mods},
-                        "best_epoch": fit.best_epoch, "stopping": fit.stopping, "history": fit.history,
-                        "config_hash": ctx.config_hash})
-        networks.append(network)
-    return records, networks
+    fit, enc, mods, net_cfg, dims = fit_network(ctx, choice["networks"][choice["chosen"]], split, seed)
+    records = [{**r, "kind": "network"} for r in member_records(ctx, fit, enc, mods, net_cfg, dims, split)]
+    return records, fit.networks
