@@ -12,8 +12,8 @@ risk, what auto chose (per member and per CV fold), and the wall time and peak m
 The "gate" question is answered by auto's choice: on the cohort whose images carry nothing, does it still export an
 image model, and does it lose anything against clinical-only?
 
-Run: `nice -n 10 .venv/bin/python benchmarks/auto_networks.py [--n 90] [--n-heldout 60]`
-→ benchmarks/results/auto_networks.json. Each variant runs in its own process (peak RSS per variant). A benchmark,
+Run: `nice -n 10 .venv/bin/python benchmarks/auto_networks.py [--n 90] [--n-heldout 60] [--seed 0]
+[--variants auto clinical_only] [--result F]` → benchmarks/results/auto_networks.json. Each variant runs in its own process (peak RSS per variant). A benchmark,
 not a test.
 """
 
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-heldout", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_auto_networks")
+    parser.add_argument("--variants", nargs="+", default=None, help="a subset of auto, auto_networks, clinical_only")
+    parser.add_argument("--result", type=Path, default=RESULT)
     parser.add_argument("--one", nargs=2, metavar=("COHORT", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:  # a child process: one variant, its result on stdout
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                            "machine": f"{os.cpu_count()} CPU cores, shared with other jobs", "cohorts": {}}
     for signal, value in SIGNALS.items():
         doc["cohorts"][signal] = {"modality_signal": value}
-        for variant in variants():
+        for variant in args.variants or list(variants()):
             command = [sys.executable, __file__, "--one", signal, variant, "--n", str(args.n), "--n-heldout",
                        str(args.n_heldout), "--seed", str(args.seed), "--work", str(args.work)]
             done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -124,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             result = json.loads(line[7:]) if line else {"error": done.stderr.strip().splitlines()[-1:]}
             doc["cohorts"][signal][variant] = result
             print(f"{signal} {variant}: {json.dumps(result)}", flush=True)
-            RESULT.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"written {RESULT}")
+            args.result.parent.mkdir(parents=True, exist_ok=True)
+            args.result.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"written {args.result}")
     return 0
 
 

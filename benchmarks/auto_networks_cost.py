@@ -10,8 +10,8 @@ protocol = `folds x repeats` CV parts + one per cohort held out + the export's p
 one part; that extrapolation is labelled as such. Peak memory is the process's (ru_maxrss), cohort included.
 Scaling: the same at other `n` and `patches`.
 
-Run: `nice -n 10 .venv/bin/python benchmarks/auto_networks_cost.py [--points 95x3000 60x3000 95x1000]`
-→ benchmarks/results/auto_networks_cost.json. Each point runs in its own process. A benchmark, not a test.
+Run: `nice -n 10 .venv/bin/python benchmarks/auto_networks_cost.py [--points 95x3000 60x3000 95x1000]
+[--network-jobs 2 --result benchmarks/results/auto_networks_cost_jobs2.json]` → benchmarks/results/auto_networks_cost.json. Each point runs in its own process. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ FEATURE_DIM, MRI_DIM = 1024, 8
 PARTS_EXPORT, PARTS_PROTOCOL = 5, 5 + 5  # 5 members; 5-fold CV (1 repeat, one cohort: no held-out cohort) + export
 
 
-def cohort(n: int, patches: int, seed: int, work: Path, networks: bool) -> Any:
+def cohort(n: int, patches: int, seed: int, work: Path, networks: bool, network_jobs: int = 1) -> Any:
     from chimera_surv import synthetic
     from chimera_surv.readers.clinical import load_schema, parse_clinical
     from train.config import config_hash, load_config
@@ -60,19 +60,19 @@ def cohort(n: int, patches: int, seed: int, work: Path, networks: bool) -> Any:
                         records=[parse_clinical(p.clinical, schema) for p in patients],
                         mri=(z[:, None] * 0.5 + rng.normal(size=(n, MRI_DIM))).astype(np.float32),
                         mri_names=[f"m{i}" for i in range(MRI_DIM)])
-    auto = {"networks": {"abmil": {}}} if networks else {}
+    auto = {"networks": {"abmil": {}}, "network_jobs": network_jobs} if networks else {}
     config = load_config({"task": 1, "seed": 0, "modalities": ["wsi", "mri", "clinical"], "work_dir": str(work),
                           "recipe": {"encoder": "test-tiny", "weights": "seeded"}, "model": "auto", "auto": auto})
     return RunContext(data, schema, config, work, True, config_hash(config))
 
 
-def one_point(n: int, patches: int, networks: bool, seed: int, work: Path) -> dict[str, Any]:
+def one_point(n: int, patches: int, networks: bool, seed: int, work: Path, network_jobs: int = 1) -> dict[str, Any]:
     from train.selection import select
     from train.selection.networks import is_network, network_members
     from train.selection.refit import refit
 
     t0 = time.perf_counter()
-    ctx = cohort(n, patches, seed, work, networks)
+    ctx = cohort(n, patches, seed, work, networks, network_jobs)
     built = time.perf_counter() - t0
     train = list(range(n - n // 5))
     t0 = time.perf_counter()
@@ -87,13 +87,16 @@ def one_point(n: int, patches: int, networks: bool, seed: int, work: Path) -> di
         refit(ctx, "auto", choice, train, seed)
     refit_s = time.perf_counter() - t0
     part = select_s + refit_s
-    return {"n": n, "patches": patches, "networks": networks, "chosen": choice["chosen"],
+    return {"n": n, "patches": patches, "networks": networks, "network_jobs": network_jobs if networks else None,
+            "chosen": choice["chosen"],
             "scores": choice["scores"], "n_inner_splits": choice["n_inner_splits"],
             "seconds": {"build_cohort": round(built, 1), "select_one_part": round(select_s, 1),
                         "refit_one_part": round(refit_s, 1), "one_part": round(part, 1),
                         "export_extrapolated": round(PARTS_EXPORT * part, 1),
                         "full_protocol_extrapolated": round(PARTS_PROTOCOL * part, 1)},
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            # joblib workers (network_jobs > 1): the largest one's peak; they run beside this process
+            "peak_rss_mb_largest_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,12 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", nargs="+", default=["95x3000", "60x3000", "95x1000"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_auto_networks_cost")
+    parser.add_argument("--network-jobs", type=int, default=1, help="auto.network_jobs (worker processes)")
+    parser.add_argument("--result", type=Path, default=RESULT)
     parser.add_argument("--one", nargs=3, metavar=("N", "PATCHES", "NETWORKS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         n, patches, networks = int(args.one[0]), int(args.one[1]), args.one[2] == "1"
         work = args.work / f"{n}x{patches}{'_net' if networks else ''}"
-        print("RESULT " + json.dumps(one_point(n, patches, networks, args.seed, work)))
+        print("RESULT " + json.dumps(one_point(n, patches, networks, args.seed, work, args.network_jobs)))
         return 0
     doc: dict[str, Any] = {"what": __doc__.split("\n\n")[0], "command": "benchmarks/auto_networks_cost.py "
                            + " ".join(argv or sys.argv[1:]),
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         n, patches = (int(v) for v in point.split("x"))
         for networks in (False, True):
             command = [sys.executable, __file__, "--one", str(n), str(patches), "1" if networks else "0",
-                       "--seed", str(args.seed), "--work", str(args.work)]
+                       "--seed", str(args.seed), "--work", str(args.work), "--network-jobs", str(args.network_jobs)]
             done = subprocess.run(command, capture_output=True, text=True, check=False,
                                   env={**os.environ, "OMP_NUM_THREADS": "2"})
             line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
@@ -124,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                                                          "error": done.stderr.strip().splitlines()[-3:]}
             doc["points"].append(result)
             print(json.dumps(result), flush=True)
-            RESULT.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"written {RESULT}")
+            args.result.parent.mkdir(parents=True, exist_ok=True)
+            args.result.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"written {args.result}")
     return 0
 
 

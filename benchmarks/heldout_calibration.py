@@ -46,7 +46,8 @@ def _labels(cohort: Path) -> tuple[np.ndarray, np.ndarray]:
             np.array([int(float(r[event_key])) for r in rows], dtype=bool))
 
 
-def run_task(task: int, work: Path, out: Path, n_train: int, n_heldout: int, seed: int) -> dict[str, Any]:
+def run_task(task: int, work: Path, out: Path, n_train: int, n_heldout: int, seed: int,
+             member_repeats: int | None = None) -> dict[str, Any]:
     from chimera_surv import synthetic
     from chimera_surv.bundle import load_bundle
     from chimera_surv.make_cases import write_training_cohort
@@ -56,7 +57,8 @@ def run_task(task: int, work: Path, out: Path, n_train: int, n_heldout: int, see
     from train.demo import _options, train_task
 
     started = time.perf_counter()
-    bundle_dir = train_task(task, work, out, n_train, seed, compare=False)
+    overrides = {"protocol": {"member_repeats": member_repeats}} if member_repeats else None
+    bundle_dir = train_task(task, work, out, n_train, seed, overrides=overrides, compare=False)
     train_s = time.perf_counter() - started
     bundle = load_bundle(bundle_dir)
     curve = survival_curve(bundle)
@@ -86,11 +88,40 @@ def run_task(task: int, work: Path, out: Path, n_train: int, n_heldout: int, see
     return {"n_train": len(train_time), "train_events": int(train_event.sum()), "n_heldout": len(ok),
             "heldout_events": int(test_event.sum()), "n_failed": len(rows) - len(ok),
             "n_degraded": sum(str(r.get("status", "")).startswith("degraded") for r in ok),
-            "model": (bundle.meta.get("auto") or {}).get("chosen"), "evaluation": ev,
+            "model": (bundle.meta.get("auto") or {}).get("chosen"), "n_members": len(bundle.members),
+            "calibration_beta": curve.beta, "evaluation": ev,
             "targets": {"d_calibration_p_gt_0.05": None if dcal_p is None else bool(dcal_p > 0.05),
                         "ibs_le_km": None if ev["ibs"] is None or ev["ibs_km"] is None
                         else bool(ev["ibs"] <= ev["ibs_km"])},
             "seconds": {"train_or_reuse": round(train_s, 1), "predict_heldout": round(predict_s, 1)}}
+
+
+def aggregate(files: list[Path], out: Path) -> dict[str, Any]:
+    """Several training draws (--seed) and member repeats (--member-repeats, read from each file's command; 1 when
+    absent) side by side: per result file and task, C, IBS beside
+    KM's, the D-calibration p and the calibration slope; then how many draws meet each target."""
+    draws = []
+    for file in files:
+        doc = json.loads(file.read_text())
+        for task, r in doc["tasks"].items():
+            ev = r.get("evaluation") or {}
+            command = str(doc.get("command") or "").split()
+            repeats = int(command[command.index("--member-repeats") + 1]) if "--member-repeats" in command else 1
+            draws.append({"file": str(file), "command": doc.get("command"), "task": int(task),
+                          "member_repeats": repeats, "n_members": r.get("n_members"), "calibration_beta": r.get("calibration_beta"),
+                          "harrell_c": ev.get("harrell_c"), "ibs": ev.get("ibs"), "ibs_km": ev.get("ibs_km"),
+                          "d_calibration_p": (ev.get("d_calibration") or {}).get("p_value"), **r.get("targets", {})})
+    summary: dict[str, Any] = {}
+    for key in sorted({(d["task"], d["member_repeats"]) for d in draws}):
+        group = [d for d in draws if (d["task"], d["member_repeats"]) == key]
+        summary[f"task {key[0]}, member_repeats {key[1]}"] = {
+            "draws": len(group), "d_calibration_p_gt_0.05": sum(bool(d["d_calibration_p_gt_0.05"]) for d in group),
+            "ibs_le_km": sum(bool(d["ibs_le_km"]) for d in group),
+            "mean_harrell_c": float(np.mean([d["harrell_c"] for d in group]))}
+    result = {"what": "heldout_calibration.py over several training draws: how often the targets hold",
+              "summary": summary, "draws": draws}
+    out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,14 +134,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=None, help="training patients (default: the demo's)")
+    parser.add_argument("--member-repeats", type=int, default=None,
+                        help="protocol.member_repeats for the bundle (default: the demo config's)")
     parser.add_argument("--result", type=Path, default=RESULT)
+    parser.add_argument("--aggregate", type=Path, nargs="+", default=None,
+                        help="result files of earlier runs: write their side-by-side summary to --result instead")
     args = parser.parse_args(argv)
+    if args.aggregate:
+        print(json.dumps(aggregate(args.aggregate, args.result)["summary"], indent=1))
+        return 0
     doc: dict[str, Any] = {"what": __doc__.split("\n\n")[0], "command": " ".join(["benchmarks/heldout_calibration.py",
                                                                                  *(argv or sys.argv[1:])]),
                            "tasks": {}}
     for task in args.tasks:
         doc["tasks"][str(task)] = run_task(task, args.work, args.out, args.n_train or DEMO_SIZES[task],
-                                           args.n_heldout, args.seed)
+                                           args.n_heldout, args.seed, args.member_repeats)
         ev = doc["tasks"][str(task)].get("evaluation") or {}
         print(f"task {task}: harrell C {ev.get('harrell_c')}, IBS {ev.get('ibs')} (KM {ev.get('ibs_km')}), "
               f"D-calibration p {(ev.get('d_calibration') or {}).get('p_value')}", flush=True)

@@ -312,3 +312,18 @@ def test_a_chosen_network_is_what_the_cv_split_and_the_bundle_run(tmp_path):
     assert np.isfinite(bundle.predict(ModalityInputs(wsi=None, clinical=record, rna=rna)).value)
     again = fit_classical_members(ctx, arch)  # resumed from the work folder, not retrained
     assert [m["oof_risk"] for m in again] == [m["oof_risk"] for m in members]
+
+
+def test_inner_network_fits_on_two_worker_processes_give_the_same_risks_as_one_after_another(tmp_path):
+    """`auto.network_jobs: 2` runs the uncached inner fits on joblib worker processes; every fit seeds itself, so
+    the inner risks (and the choice) are the same bytes as in one process."""
+    from train.selection import select
+
+    runs = {}
+    for jobs in (1, 2):
+        ctx, arch = _net_ctx(tmp_path / f"jobs{jobs}")
+        choice = select(ctx, {**arch, "network_jobs": jobs}, list(range(48)), seed=0)
+        cached = sorted((ctx.work / "auto_inner").rglob("*.json"))
+        assert len(cached) == 3
+        runs[jobs] = (choice["scores"], [json.loads(p.read_text())["z"] for p in cached], [p.name for p in cached])
+    assert runs[1] == runs[2]

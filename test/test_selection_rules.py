@@ -120,3 +120,46 @@ def test_calibration_is_fitted_on_the_spread_of_the_shipped_ensemble_risk(tmp_pa
     assert np.std(shipped) == pytest.approx(np.mean(np.std(z, axis=1)))
     assert 0.6 < np.std(shipped) / np.std(oof) < 1.6
     assert np.std(z.mean(axis=0)) / np.std(oof) < np.std(shipped) / np.std(oof)  # without the ratio: narrower
+
+
+def test_member_repeats_give_each_patient_one_oof_risk_per_repeat_and_the_ratio_their_average_spread(tmp_path):
+    """`protocol.member_repeats: 2`: 2 × `members` splits; every patient is out-of-fold for one member of each
+    repeat, its calibration risk is their average, and the shipped risk is put on that average's spread."""
+    from test_auto import _ctx
+
+    from train.protocol import fit_classical_members, member_splits, oof_standardised, spread_ratio
+
+    arch = {"name": "auto", "fixed": "ensemble_equal"}
+    ctx = _ctx(tmp_path / "rep", arch)
+    ctx.config["protocol"]["member_repeats"] = 2
+    splits = member_splits(ctx)
+    assert [s.name for s in splits] == ["r0f0", "r0f1", "r1f0", "r1f1"]
+    for repeat in (0, 1):
+        tests = [set(s.test) for s in splits if s.repeat == repeat]
+        assert set().union(*tests) == set(range(len(ctx.data))) and not tests[0] & tests[1]
+    assert splits[0].test != splits[2].test  # the second repeat shuffles differently
+    members = fit_classical_members(ctx, arch)
+    assert [m["split"] for m in members] == ["r0f0", "r0f1", "r1f0", "r1f1"]
+    z = np.asarray([(np.asarray(r["risk_all"]) - r["risk_shift"]) / r["risk_scale"] for r in members])
+    oof = oof_standardised(ctx, members)
+    by_split = {m["split"]: m for m in members}
+    for i in (0, 5, 17):  # the average of the one member of each repeat that did not train on the patient
+        own = [by_split[s.name] for s in splits if i in s.test]
+        values = [(r["oof_risk"][r["oof"].index(i)] - r["risk_shift"]) / r["risk_scale"] for r in own]
+        assert len(own) == 2 and oof[i] == pytest.approx(np.mean(values))
+    reference = np.mean([np.std(z[[0, 2]].mean(axis=0)), np.std(z[[1, 3]].mean(axis=0))])
+    assert spread_ratio(members) == pytest.approx(np.std(z.mean(axis=0)) / reference)
+
+
+def test_worker_count_and_a_single_member_repeat_leave_the_work_folder_hash_alone():
+    """`auto.network_jobs` changes how fast, not what is fitted, and `member_repeats: 1` is what runs did before the
+    key existed: neither may invalidate a work folder. A second repeat fits other members: a new hash."""
+    from train.config import config_hash, load_config
+
+    base = {"task": 3, "seed": 0, "modalities": ["clinical"], "recipe": {"encoder": "test-tiny", "weights": "seeded"}}
+    plain = load_config(base)
+    h = config_hash(plain)
+    assert config_hash(load_config({**base, "auto": {"network_jobs": 4}})) == h
+    assert config_hash(load_config({**base, "protocol": {"member_repeats": 1}})) == h
+    assert config_hash(load_config({**base, "protocol": {"member_repeats": 2}})) != h
+    assert config_hash(load_config({**base, "auto": {"inner_folds": 3}})) != h

@@ -88,6 +88,10 @@ class ProtocolConfig(_Section):
     cohort_holdout: bool = True
     bootstrap: int = Field(500, ge=0)
     members: int = Field(5, ge=2)
+    # the shipped ensemble is members × member_repeats models (one k-fold per repeat); each patient's out-of-fold
+    # risk, which fits the calibration, is then the average of member_repeats models. 3 steadied the calibration
+    # slope where one member's fold went badly, at 3x the cost, without making D-calibration hold (docs/models.md)
+    member_repeats: int = Field(1, ge=1)
 
 
 class TrainSection(_Section):
@@ -332,6 +336,10 @@ def config_hash(config: dict[str, Any]) -> str:
     so adding a comparison architecture reuses the exported model's folds and members (each CV record also stores
     its own architecture config)."""
     keep = {k: v for k, v in config.items() if k not in NOT_HASHED}
-    keep["protocol"] = {k: v for k, v in keep.get("protocol", {}).items() if k != "bootstrap"}
+    # bootstrap: reporting only; member_repeats 1: the work folders from before the key existed stay valid
+    keep["protocol"] = {k: v for k, v in keep.get("protocol", {}).items()
+                        if k != "bootstrap" and not (k == "member_repeats" and v == 1)}
+    if isinstance(keep.get("auto"), dict):  # worker processes change how fast, not what is fitted
+        keep["auto"] = {k: v for k, v in keep["auto"].items() if k != "network_jobs"}
     keep["cohort"] = {k: v for k, v in keep.get("cohort", {}).items() if k != "root"}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -170,8 +170,10 @@ def run_holdout(ctx: RunContext) -> list[dict[str, Any]]:
 
 
 def member_splits(ctx: RunContext) -> list[Split]:
-    k = int(ctx.config["protocol"].get("members", ctx.config["protocol"]["folds"]))
-    return repeated_kfold(ctx.data.outcome, ctx.data.cohorts, k, 1, int(ctx.config["seed"]) + 10_000)
+    protocol = ctx.config["protocol"]
+    k = int(protocol.get("members", protocol["folds"]))
+    return repeated_kfold(ctx.data.outcome, ctx.data.cohorts, k, int(protocol.get("member_repeats", 1)),
+                          int(ctx.config["seed"]) + 10_000)
 
 
 def fit_members(ctx: RunContext) -> list[dict[str, Any]]:
@@ -239,16 +241,30 @@ def fit_classical_members(ctx: RunContext, arch: Any) -> list[dict[str, Any]]:
 
 
 def spread_ratio(members: list[dict[str, Any]]) -> float:
-    """SD over patients of the shipped risk (the mean of the members' standardised risks) over the mean SD of one
-    member's standardised risk. The calibration is fitted on out-of-fold risks, each from one member; dividing the
-    shipped average by this ratio puts it on that spread, so its months do not shrink toward the median. Uses no
+    """SD over patients of the shipped risk (the mean of the members' standardised risks) over the SD of one
+    out-of-fold risk. A patient's out-of-fold risk averages one member per member repeat (`protocol.member_repeats`;
+    one member when there is one repeat), so the reference is the mean SD of such a one-per-repeat average (the
+    members of fold f of every repeat). The calibration is fitted on out-of-fold risks; dividing the shipped
+    average by this ratio puts it on their spread, so its months do not shrink toward the median. Uses no
     outcome; 1 when a member did not record its risk on every patient (networks)."""
     if not members or any("risk_all" not in r for r in members):
         return 1.0
     z = np.asarray([(np.asarray(r["risk_all"]) - r["risk_shift"]) / r["risk_scale"] for r in members])
-    single = float(np.mean(np.std(z, axis=1)))
-    ratio = float(np.std(z.mean(axis=0))) / single if single > 1e-12 else 1.0
+    by_fold: dict[str, list[int]] = {}
+    for i, record in enumerate(members):
+        by_fold.setdefault(_fold_group(str(record.get("split", "")), i), []).append(i)
+    reference = float(np.mean([np.std(z[rows].mean(axis=0)) for rows in by_fold.values()]))
+    ratio = float(np.std(z.mean(axis=0))) / reference if reference > 1e-12 else 1.0
     return ratio if np.isfinite(ratio) and ratio > 1e-6 else 1.0
+
+
+def _fold_group(split_name: str, position: int) -> str:
+    """`f<fold>` for a member split named `r<repeat>f<fold>` (folds.repeated_kfold): the members whose average is
+    one out-of-fold risk; any other name is a group of its own."""
+    import re
+
+    match = re.fullmatch(r"r\d+(f\d+)", split_name)
+    return match.group(1) if match else f"member{position}"
 
 
 def _run_member(ctx: RunContext, arch: dict[str, Any], split: Split) -> tuple[list[dict[str, Any]], list[Any]]:

@@ -99,7 +99,7 @@ def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int,
     val = {k: v for k, v in val.items() if k.split("#", 1)[0] not in dropped}
     networks = network_options(settings, ctx.config, data.modalities)
     if networks:  # the same inner splits; each fit cached in the work folder (train/selection/networks.py)
-        val.update(inner_network_risks(ctx, splits, networks, seed))
+        val.update(inner_network_risks(ctx, splits, networks, seed, int(settings.get("network_jobs", 1))))
     return Inner(splits, kinds, val, null, dropped)
 
 

@@ -7,8 +7,8 @@ ensemble only when its paired inner gain clears `switch_se` corrected standard e
 whatever that rule chose; a chosen network is retrained per CV training part and per exported member, stopping on
 an inner split of that training part (never the member's held-out fold, whose risks fit the calibration).
 Each inner fit is cached in `<work>/auto_inner/` under a hash of (config, architecture, split, seed), so an
-interrupted run resumes where it stopped. Off by default (`networks: {}`): on two CPU cores each network adds
-(inner splits + 1) trainings per training part.
+interrupted run resumes where it stopped; the fits not cached run on `network_jobs` joblib worker processes. Off
+by default (`networks: {}`): each network adds (inner splits + 1) trainings per training part.
 """
 
 from __future__ import annotations
@@ -63,23 +63,36 @@ def standardised_risk(ctx: Any, fit: Any, enc: Any, modalities: list[str], train
 
 
 def inner_network_risks(ctx: Any, splits: list[tuple[list[int], list[int]]], options: dict[str, Any],
-                        seed: int) -> dict[str, list[np.ndarray]]:
-    """`network:<name>#0` → per inner split, the z-scored validation risk (cached per split)."""
+                        seed: int, n_jobs: int = 1) -> dict[str, list[np.ndarray]]:
+    """`network:<name>#0` → per inner split, the z-scored validation risk (cached per split). The fits not in the
+    cache run on `n_jobs` joblib (loky) worker processes (`auto.network_jobs`); each fit seeds itself from
+    (seed + split index), so the risks do not depend on n_jobs or on the order the workers finish."""
+    from joblib import Parallel, delayed
+
     from train.protocol import _write_json
 
-    out: dict[str, list[np.ndarray]] = {}
+    paths = {}
     for name, arch in options.items():
         for s, (tr, va) in enumerate(splits):
             key = json.dumps([ctx.config_hash, arch, sorted(tr), sorted(va), seed + s], sort_keys=True, default=str)
-            path = ctx.work / "auto_inner" / name.replace(":", "_") / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.json"
-            if path.is_file():
-                z = np.asarray(json.loads(path.read_text())["z"], dtype=float)
-            else:
-                fit, enc, mods, _, _ = _fit(ctx, arch, list(tr), seed + s)
-                z = standardised_risk(ctx, fit, enc, mods, list(tr), list(va))
-                _write_json(path, {"option": name, "n_train": len(tr), "z": [float(v) for v in z]})
-            out.setdefault(f"{name}#0", []).append(z)
+            digest = hashlib.sha1(key.encode()).hexdigest()[:20]
+            paths[name, s] = ctx.work / "auto_inner" / name.replace(":", "_") / f"{digest}.json"
+    todo = [(name, s) for (name, s), path in paths.items() if not path.is_file()]
+    fitted = Parallel(n_jobs=max(1, min(int(n_jobs), len(todo) or 1)))(
+        delayed(_inner_fit)(ctx, options[name], list(splits[s][0]), list(splits[s][1]), seed + s)
+        for name, s in todo)
+    for (name, s), z in zip(todo, fitted):
+        _write_json(paths[name, s], {"option": name, "n_train": len(splits[s][0]), "z": [float(v) for v in z]})
+    out: dict[str, list[np.ndarray]] = {}
+    for (name, s), path in paths.items():  # options outer, splits inner: the order `paths` was filled in
+        out.setdefault(f"{name}#0", []).append(np.asarray(json.loads(path.read_text())["z"], dtype=float))
     return out
+
+
+def _inner_fit(ctx: Any, arch: dict[str, Any], train: list[int], val: list[int], seed: int) -> np.ndarray:
+    """One inner fit (a joblib task): the network trained on `train`, `val` scored z-scored."""
+    fit, enc, mods, _, _ = _fit(ctx, arch, train, seed)
+    return standardised_risk(ctx, fit, enc, mods, train, val)
 
 
 def network_split_record(ctx: Any, arch_name: str, arch: Any, choice: dict[str, Any], split: Any,

@@ -38,6 +38,9 @@ AUTO_DEFAULTS: dict[str, Any] = {
     # networks as options (train/selection/networks.py): name → a `compare`-style entry (preset or encoders/fusion/
     # head), trained on every inner split; off by default, since each adds (inner splits + 1) trainings per part
     "networks": {},
+    # worker processes (joblib/loky) for the networks' inner fits; each sets torch to the config's `threads`, so
+    # network_jobs × threads should not exceed the cores. 1: one after another in this process
+    "network_jobs": 1,
     "pools": ["mean", "max", "std"],
     "wsi_components": 16,
 }
