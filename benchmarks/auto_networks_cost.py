@@ -11,7 +11,8 @@ one part; that extrapolation is labelled as such. Peak memory is the process's (
 Scaling: the same at other `n` and `patches`.
 
 Run: `nice -n 10 .venv/bin/python benchmarks/auto_networks_cost.py [--points 95x3000 60x3000 95x1000]
-[--network-jobs 2 --result benchmarks/results/auto_networks_cost_jobs2.json]` → benchmarks/results/auto_networks_cost.json. Each point runs in its own process. A benchmark, not a test.
+[--network-jobs 2] [--result F]` → benchmarks/results/auto_networks_cost.json; `--whole 95x3000` measures one whole
+export instead (benchmarks/results/auto_networks_export.json). Each point runs in its own process. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -99,6 +100,29 @@ def one_point(n: int, patches: int, networks: bool, seed: int, work: Path, netwo
             "peak_rss_mb_largest_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
+def whole_export(n: int, patches: int, seed: int, work: Path, network_jobs: int) -> dict[str, Any]:
+    """The export measured whole, not extrapolated: `fit_classical_members` (every member selects on its own
+    training part, networks among the options, and refits its choice) then `export` to a bundle folder."""
+    from train.export import export
+    from train.protocol import fit_classical_members, member_splits
+
+    ctx = cohort(n, patches, seed, work, True, network_jobs)
+    t0 = time.perf_counter()
+    members = fit_classical_members(ctx, "auto")
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = export(ctx, members, work / "bundle", ctx.config["recipe"], [])
+    export_s = time.perf_counter() - t0
+    return {"n": n, "patches": patches, "network_jobs": network_jobs, "members": len(member_splits(ctx)),
+            "member_choices": {m["split"]: (m.get("auto") or {}).get("chosen") for m in members},
+            "bundle_members": len(members),  # a network member counts once per `train.seeds`
+            "bundle_mb": round(sum(f.stat().st_size for f in out.iterdir()) / 2**20, 1),
+            "seconds": {"fit_members": round(fit_s, 1), "write_bundle": round(export_s, 1),
+                        "export_total": round(fit_s + export_s, 1)},
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb_largest_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", nargs="+", default=["95x3000", "60x3000", "95x1000"])
@@ -106,8 +130,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_auto_networks_cost")
     parser.add_argument("--network-jobs", type=int, default=1, help="auto.network_jobs (worker processes)")
     parser.add_argument("--result", type=Path, default=RESULT)
+    parser.add_argument("--whole", metavar="NxPATCHES", default=None,
+                        help="measure one whole export (networks among the options) at this size instead")
     parser.add_argument("--one", nargs=3, metavar=("N", "PATCHES", "NETWORKS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.whole:
+        n, patches = (int(v) for v in args.whole.split("x"))
+        result = whole_export(n, patches, args.seed, args.work / f"whole_{args.whole}", args.network_jobs)
+        doc = {"what": "the export of a Task 1-sized bundle with networks among auto's options, measured whole",
+               "command": "benchmarks/auto_networks_cost.py " + " ".join(argv or sys.argv[1:]),
+               "machine": f"{os.cpu_count()} CPU cores", **result}
+        args.result.parent.mkdir(parents=True, exist_ok=True)
+        args.result.write_text(json.dumps(doc, indent=1) + "\n")
+        print(json.dumps(doc, indent=1))
+        return 0
     if args.one:
         n, patches, networks = int(args.one[0]), int(args.one[1]), args.one[2] == "1"
         work = args.work / f"{n}x{patches}{'_net' if networks else ''}"

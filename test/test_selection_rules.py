@@ -163,3 +163,12 @@ def test_worker_count_and_a_single_member_repeat_leave_the_work_folder_hash_alon
     assert config_hash(load_config({**base, "protocol": {"member_repeats": 1}})) == h
     assert config_hash(load_config({**base, "protocol": {"member_repeats": 2}})) != h
     assert config_hash(load_config({**base, "auto": {"inner_folds": 3}})) != h
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, "2", True])
+def test_a_network_jobs_that_is_not_a_worker_count_is_one_config_error(jobs):
+    from train.config import ConfigError, load_config
+
+    base = {"task": 3, "seed": 0, "modalities": ["clinical"], "recipe": {"encoder": "test-tiny", "weights": "seeded"}}
+    with pytest.raises(ConfigError, match="network_jobs"):
+        load_config({**base, "auto": {"network_jobs": jobs}})

@@ -167,6 +167,9 @@ class TrainConfig(_Section):
         unknown = sorted(set(value) - set(AUTO_DEFAULTS))
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} (known: {sorted(AUTO_DEFAULTS)})")
+        jobs = value.get("network_jobs", 1)
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise ValueError(f"network_jobs: {jobs!r} is not a whole number of worker processes >= 1")
         return value
 
 
