@@ -95,9 +95,7 @@ def one_point(n: int, patches: int, networks: bool, seed: int, work: Path, netwo
                         "refit_one_part": round(refit_s, 1), "one_part": round(part, 1),
                         "export_extrapolated": round(PARTS_EXPORT * part, 1),
                         "full_protocol_extrapolated": round(PARTS_PROTOCOL * part, 1)},
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            # joblib workers (network_jobs > 1): the largest one's peak; they run beside this process
-            "peak_rss_mb_largest_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+            **_peak_rss_mb()}
 
 
 def whole_export(n: int, patches: int, seed: int, work: Path, network_jobs: int) -> dict[str, Any]:
@@ -119,7 +117,17 @@ def whole_export(n: int, patches: int, seed: int, work: Path, network_jobs: int)
             "bundle_mb": round(sum(f.stat().st_size for f in out.iterdir()) / 2**20, 1),
             "seconds": {"fit_members": round(fit_s, 1), "write_bundle": round(export_s, 1),
                         "export_total": round(fit_s + export_s, 1)},
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            **_peak_rss_mb()}
+
+
+def _peak_rss_mb() -> dict[str, float]:
+    """This process's peak RSS and the largest worker process's (joblib's loky workers stay alive for reuse, so they
+    are shut down first: only reaped children count). Workers map the bags from joblib's memmap files, so their
+    RSS counts pages the parent also holds: parent + network_jobs × worker is an upper bound of the total."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "peak_rss_mb_largest_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
