@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,8 +70,6 @@ def inner_network_risks(ctx: Any, splits: list[tuple[list[int], list[int]]], opt
     (seed + split index), so the risks do not depend on n_jobs or on the order the workers finish."""
     from joblib import Parallel, delayed
 
-    from train.protocol import _write_json
-
     paths = {}
     for name, arch in options.items():
         for s, (tr, va) in enumerate(splits):
@@ -78,21 +77,24 @@ def inner_network_risks(ctx: Any, splits: list[tuple[list[int], list[int]]], opt
             digest = hashlib.sha1(key.encode()).hexdigest()[:20]
             paths[name, s] = ctx.work / "auto_inner" / name.replace(":", "_") / f"{digest}.json"
     todo = [(name, s) for (name, s), path in paths.items() if not path.is_file()]
-    fitted = Parallel(n_jobs=max(1, min(int(n_jobs), len(todo) or 1)))(
-        delayed(_inner_fit)(ctx, options[name], list(splits[s][0]), list(splits[s][1]), seed + s)
+    Parallel(n_jobs=max(1, min(int(n_jobs), len(todo) or 1)))(
+        delayed(_inner_fit)(ctx, name, options[name], list(splits[s][0]), list(splits[s][1]), seed + s, paths[name, s])
         for name, s in todo)
-    for (name, s), z in zip(todo, fitted):
-        _write_json(paths[name, s], {"option": name, "n_train": len(splits[s][0]), "z": [float(v) for v in z]})
     out: dict[str, list[np.ndarray]] = {}
     for (name, s), path in paths.items():  # options outer, splits inner: the order `paths` was filled in
         out.setdefault(f"{name}#0", []).append(np.asarray(json.loads(path.read_text())["z"], dtype=float))
     return out
 
 
-def _inner_fit(ctx: Any, arch: dict[str, Any], train: list[int], val: list[int], seed: int) -> np.ndarray:
-    """One inner fit (a joblib task): the network trained on `train`, `val` scored z-scored."""
+def _inner_fit(ctx: Any, name: str, arch: dict[str, Any], train: list[int], val: list[int], seed: int,
+               path: Path) -> None:
+    """One inner fit (a joblib task): the network trained on `train`, `val` scored z-scored, written to its cache
+    file as soon as it is done (an atomic replace), so an interrupted run keeps every finished fit."""
+    from train.protocol import _write_json
+
     fit, enc, mods, _, _ = _fit(ctx, arch, train, seed)
-    return standardised_risk(ctx, fit, enc, mods, train, val)
+    z = standardised_risk(ctx, fit, enc, mods, train, val)
+    _write_json(path, {"option": name, "n_train": len(train), "z": [float(v) for v in z]})
 
 
 def network_split_record(ctx: Any, arch_name: str, arch: Any, choice: dict[str, Any], split: Any,
