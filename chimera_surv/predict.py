@@ -110,8 +110,12 @@ def parse_clinical_record(case: Case, schema: Any, degraded: DegradedLog) -> Any
     except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on absurd nesting: costs clinical values only
         degraded("clinical", f"reading the clinical JSON: {describe(exc)}", "clinical values treated as missing")
         record = parse_clinical(None, schema)
-    if record.issues:
-        degraded("clinical", "; ".join(record.issues), "unusable values treated as missing and imputed")
+    if record.problems:  # a value lost: the prediction rests on an imputed value
+        degraded("clinical", "; ".join(record.issues), f"{len(record.problems)} value(s) treated as missing and "
+                 f"imputed: {', '.join(sorted(record.problems))}")
+    elif record.issues:  # e.g. a number given as text, a key in other case: read, nothing imputed, not degraded
+        note = {"stage": "clinical", "cause": "; ".join(record.issues)[:500], "action": "read; no value imputed"}
+        log.info("NOTE %s", json.dumps(note, sort_keys=True))
     return record
 
 

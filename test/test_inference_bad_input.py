@@ -206,21 +206,43 @@ def clinical_path(case: Path) -> Path:
     return socket_path(case, "clinical-data")
 
 
+def clean_clinical() -> dict:
+    """A Task 3 record with nothing to remark (a synthetic patient's), so a mutation is the only irregularity."""
+    from chimera_surv import synthetic
+    from chimera_surv.readers.clinical import load_schema, parse_clinical
+
+    schema = load_schema(3)
+    patients = synthetic.make_cohort(3, 30, 0, synthetic.CohortOptions(with_images=False, with_rna=False))
+    return next(p.clinical for p in patients if not parse_clinical(p.clinical, schema).issues)
+
+
 @pytest.mark.parametrize("mutation,expected", [
     (lambda c: [c], "wrapped in a one-element list"),
+    (lambda c: {**c, "age": str(c["age"])}, "number given as text"),
+])
+def test_clinical_json_read_as_given_is_a_note_not_degraded(trained, tmp_path, caplog, mutation, expected):
+    """Nothing lost (a record wrapped in a list, a number as text): one NOTE line says what was read, and the case
+    is not degraded, since no value was imputed."""
+    case = copy_case(trained, 3, tmp_path)
+    clinical_path(case).write_text(json.dumps(mutation(clean_clinical())))
+    _, log = run(case, trained, tmp_path, caplog)
+    notes = [line for line in log.splitlines() if "NOTE" in line and '"stage": "clinical"' in line]
+    assert any(expected in line and "no value imputed" in line for line in notes), log
+    assert not [line for line in degraded_lines(log) if '"stage": "clinical"' in line]
+
+
+@pytest.mark.parametrize("mutation,expected", [
     (lambda c: {**c, "LVI": "-1"}, "'LVI': missing"),
     (lambda c: {**c, "smoking": "x"}, "'smoking': missing"),
     (lambda c: {**c, "age": None}, "'age': missing"),
-    (lambda c: {**c, "age": str(c["age"])}, "number given as text"),
     (lambda c: {**c, "stage": "T9HG"}, "unknown category"),
     (lambda c: {k: v for k, v in c.items() if k != "grade"}, "'grade': key absent"),
 ])
 def test_clinical_json_problems(trained, tmp_path, caplog, mutation, expected):
     case = copy_case(trained, 3, tmp_path)
-    path = clinical_path(case)
-    path.write_text(json.dumps(mutation(json.loads(path.read_text()))))
+    clinical_path(case).write_text(json.dumps(mutation(clean_clinical())))
     _, log = run(case, trained, tmp_path, caplog)
-    assert_degraded(log, '"stage": "clinical"', expected)
+    assert_degraded(log, '"stage": "clinical"', expected, "1 value(s) treated as missing and imputed")
 
 
 def rna_path(case: Path) -> Path:
