@@ -387,3 +387,19 @@ def test_demo_heatmap_line_counts_drawn_maps_apart_from_sentence_only_slides(tmp
     words = _heatmap_words(path)
     assert words.startswith("1 attention maps of out-of-fold patients")
     assert "occlusion" not in words and "2 slide(s) described in a sentence" in words
+
+
+def test_the_demo_summary_names_what_each_member_chose_once_per_split(tmp_path):
+    """`make demo` prints the exported model beside each task's score: auto's choices counted per member split (a
+    chosen network's seed members share a split and count once)."""
+    import json
+
+    from train.demo import chosen_words
+
+    members = [{"name": "m0", "split": "r0f0"}, {"name": "m0s1", "split": "r0f0"}, {"name": "m1", "split": "r0f1"},
+               {"name": "m2", "split": "r0f2"}]
+    meta = {"members": members, "auto_member_choices": ["network:abmil", "network:abmil", "coxnet", "network:abmil"]}
+    (tmp_path / "bundle.json").write_text(json.dumps({"meta": meta}))
+    assert chosen_words(tmp_path) == "auto → network:abmil ×2, coxnet ×1"
+    (tmp_path / "bundle.json").write_text(json.dumps({"meta": {"members": members[:2]}}))
+    assert chosen_words(tmp_path) == "2 configured member(s)"

@@ -122,6 +122,21 @@ def score(task: int, truth: list[dict[str, Any]], values: list[float]) -> tuple[
     return harrell_c(event, time_, -values), harrell_c(event, time_, latent), "C-index"
 
 
+def chosen_words(bundle_dir: Path) -> str:
+    """What the exported bundle is: `auto → ensemble_equal ×3, coxnet ×1` (each member's own choice), or the
+    network / family that was configured."""
+    import collections
+
+    meta = json.loads((bundle_dir / "bundle.json").read_text()).get("meta") or {}
+    choices = meta.get("auto_member_choices")
+    if choices:  # one per member split (a chosen network's seed members share their split)
+        splits = [m.get("split", i) for i, m in enumerate(meta.get("members") or [{}] * len(choices))]
+        counts = collections.Counter(dict(zip(splits, choices)).values()).most_common()
+        return "auto → " + ", ".join(f"{name} ×{n}" for name, n in counts)
+    members = meta.get("members") or []
+    return f"{len(members)} configured member(s)" if members else "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("model"), help="model folder (bundles go to <out>/<task>)")
@@ -147,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     summary, rows, reports = [], [], {}
     for task in args.tasks:
         t0 = time.perf_counter()
-        train_task(task, args.work, args.out, sizes[task], args.seed, steps=REPORT_STEPS,
-                   overrides=SMOKE_OVERRIDES if args.smoke else None, compare=not args.smoke)
+        bundle_dir = train_task(task, args.work, args.out, sizes[task], args.seed, steps=REPORT_STEPS,
+                                overrides=SMOKE_OVERRIDES if args.smoke else None, compare=not args.smoke)
         train_s = time.perf_counter() - t0
         reports[task] = (args.work / f"work_task{task}" / "report" / "report.html").resolve()
         truth, values = [], []
@@ -158,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             values.append(value)
             rows.append((task, case.name, value, provenance, seconds))
         metric, oracle, name = score(task, truth, values)
-        summary.append((task, name, metric, oracle, metric / oracle if oracle else float("nan"), train_s))
+        summary.append((task, name, metric, oracle, metric / oracle if oracle else float("nan"), train_s,
+                        chosen_words(bundle_dir)))
     heatmaps = None
     if args.sample_cases is not None:  # before the summary, so the summary is the last thing printed
         explain = (args.work / "explain").resolve()
@@ -171,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                     "slides)")
     smoke = " (smoke run: small cohorts, scores say little)" if args.smoke else ""
     print(f"\nsummary (held-out synthetic cases, scored through the container's code){smoke}")
-    for task, name, metric, oracle, ratio, train_s in summary:
+    for task, name, metric, oracle, ratio, train_s, chosen in summary:
         verdict = "OK" if ratio >= 0.85 else "below 0.85 x oracle"
         print(f"  task {task}: {name} {metric:.3f} / oracle {oracle:.3f} = {ratio:.2f}  [{verdict}]  "
-              f"train {train_s:.0f} s")
+              f"train {train_s:.0f} s  model: {chosen}")
     print("\ntraining reports (open in a browser; self-contained):")
     for task, path in reports.items():
         print(f"  task {task}: {path}\n          {_heatmap_words(path.with_name('report.json'))}")
