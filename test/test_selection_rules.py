@@ -140,6 +140,7 @@ def test_member_repeats_give_each_patient_one_oof_risk_per_repeat_and_the_ratio_
     assert splits[0].test != splits[2].test  # the second repeat shuffles differently
     members = fit_classical_members(ctx, arch)
     assert [m["split"] for m in members] == ["r0f0", "r0f1", "r1f0", "r1f1"]
+    assert [m["name"] for m in members] == ["member0", "member1", "member0r1", "member1r1"]  # no two alike
     z = np.asarray([(np.asarray(r["risk_all"]) - r["risk_shift"]) / r["risk_scale"] for r in members])
     oof = oof_standardised(ctx, members)
     by_split = {m["split"]: m for m in members}

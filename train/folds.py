@@ -24,6 +24,13 @@ class Split:
     fold: int = 0
 
 
+def member_name(split: Split, seed_index: int = 0) -> str:
+    """An exported member's name: `member<fold>`, with `r<repeat>` from the second member repeat on
+    (`protocol.member_repeats`) and `s<j>` for a network's further seeds, so no two members share a name."""
+    return (f"member{split.fold}" + (f"r{split.repeat}" if split.repeat else "")
+            + (f"s{seed_index}" if seed_index else ""))
+
+
 def strata(outcome: list[int], cohorts: list[str], k: int) -> np.ndarray:
     """event×cohort labels; falls back to the event alone when a combined stratum has fewer than k members."""
     combined = [f"{o}|{c}" for o, c in zip(outcome, cohorts)]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from train.data import CohortArrays, encode_fold
 from train.deep import DeepFit, fit_deep, network_risks
 from train.fit import score
-from train.folds import Split, cohort_holdout, repeated_kfold
+from train.folds import Split, cohort_holdout, member_name, repeated_kfold
 
 
 @dataclass
@@ -284,8 +284,7 @@ def member_records(ctx: RunContext, fit: DeepFit, enc: Any, modalities: list[str
         one = DeepFit([network], [fit.seeds[j]], fit.best_epoch, fit.best_val)
         oof_risk, [(shift, scale)] = network_risks(one, enc, ctx.data, list(split.train), list(split.test),
                                                    modalities, ctx.config["train"].get("max_patches"))
-        name = f"member{split.fold}" if j == 0 else f"member{split.fold}s{j}"
-        records.append({"name": name, "split": split.name, "file": _member_file(split.name, j),
+        records.append({"name": member_name(split, j), "split": split.name, "file": _member_file(split.name, j),
                         "seed": fit.seeds[j], "oof": list(split.test), "oof_risk": [float(r) for r in oof_risk],
                         "risk_shift": shift, "risk_scale": scale, "network": net_cfg, "input_dims": dims,
                         "modalities": modalities,

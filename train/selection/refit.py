@@ -10,6 +10,7 @@ from chimera_surv.classical import ClassicalModel, Part
 from train.classical import Target, design, design_rows, fit_blocks, fit_setting
 from train.data import encode_fold
 from train.fit import score
+from train.folds import member_name
 from train.selection.inner import standardiser
 from train.selection.networks import is_network, network_split_record
 from train.selection.options import _available, _family, _modalities, auto_settings, with_rna_within
@@ -81,7 +82,7 @@ def classical_member(ctx: Any, arch: Any, choice: dict[str, Any], split: Any,
     all_risk = predict_idx(model, rows, present, list(range(len(ctx.data))))  # for the shipped average's spread
     shift, scale = float(np.mean(train_risk)), float(np.std(train_risk)) or 1.0
     mods = model.modalities
-    record = {"name": f"member{split.fold}", "split": split.name, "oof": test,
+    record = {"name": member_name(split), "split": split.name, "oof": test,
               "oof_risk": [float(r) for r in oof_risk], "risk_all": [float(r) for r in all_risk],
               "risk_shift": shift, "risk_scale": scale,
               "kind": "classical", "network": model.to_dict(),
