@@ -47,7 +47,7 @@ def _labels(cohort: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_task(task: int, work: Path, out: Path, n_train: int, n_heldout: int, seed: int,
-             member_repeats: int | None = None) -> dict[str, Any]:
+             member_repeats: int | None = None, clip_mad: float | str | None = "default") -> dict[str, Any]:
     from chimera_surv import synthetic
     from chimera_surv.bundle import load_bundle
     from chimera_surv.make_cases import write_training_cohort
@@ -57,8 +57,10 @@ def run_task(task: int, work: Path, out: Path, n_train: int, n_heldout: int, see
     from train.demo import _options, train_task
 
     started = time.perf_counter()
-    overrides = {"protocol": {"member_repeats": member_repeats}} if member_repeats else None
-    bundle_dir = train_task(task, work, out, n_train, seed, overrides=overrides, compare=False)
+    overrides: dict[str, Any] = {"protocol": {"member_repeats": member_repeats}} if member_repeats else {}
+    if clip_mad != "default":  # survival_curve.clip_mad is export-only: the members are reused
+        overrides["survival_curve"] = {"clip_mad": clip_mad}
+    bundle_dir = train_task(task, work, out, n_train, seed, overrides=overrides or None, compare=False)
     train_s = time.perf_counter() - started
     bundle = load_bundle(bundle_dir)
     curve = survival_curve(bundle)
@@ -89,7 +91,7 @@ def run_task(task: int, work: Path, out: Path, n_train: int, n_heldout: int, see
             "heldout_events": int(test_event.sum()), "n_failed": len(rows) - len(ok),
             "n_degraded": sum(str(r.get("status", "")).startswith("degraded") for r in ok),
             "model": (bundle.meta.get("auto") or {}).get("chosen"), "n_members": len(bundle.members),
-            "calibration_beta": curve.beta, "evaluation": ev,
+            "calibration_beta": curve.beta, "curve_risk_range": curve.risk_range, "evaluation": ev,
             "targets": {"d_calibration_p_gt_0.05": None if dcal_p is None else bool(dcal_p > 0.05),
                         "ibs_le_km": None if ev["ibs"] is None or ev["ibs_km"] is None
                         else bool(ev["ibs"] <= ev["ibs_km"])},
@@ -124,6 +126,16 @@ def aggregate(files: list[Path], out: Path) -> dict[str, Any]:
     return result
 
 
+def _clip(value: str) -> float | str | None:
+    """--clip-mad: a positive number, `none` (no clipping) or `default` (the training config's)."""
+    if value in ("default", "none"):
+        return None if value == "none" else value
+    number = float(value)
+    if not number > 0:
+        raise SystemExit(f"--clip-mad: {value!r} is not a positive number, none or default")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     from train.demo import DEMO_SIZES
 
@@ -136,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=None, help="training patients (default: the demo's)")
     parser.add_argument("--member-repeats", type=int, default=None,
                         help="protocol.member_repeats for the bundle (default: the demo config's)")
+    parser.add_argument("--clip-mad", default="default",
+                        help="survival_curve.clip_mad for the bundle: a number, none, or default (the config's)")
     parser.add_argument("--result", type=Path, default=RESULT)
     parser.add_argument("--aggregate", type=Path, nargs="+", default=None,
                         help="result files of earlier runs: write their side-by-side summary to --result instead")
@@ -148,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                            "tasks": {}}
     for task in args.tasks:
         doc["tasks"][str(task)] = run_task(task, args.work, args.out, args.n_train or DEMO_SIZES[task],
-                                           args.n_heldout, args.seed, args.member_repeats)
+                                           args.n_heldout, args.seed, args.member_repeats, _clip(args.clip_mad))
         ev = doc["tasks"][str(task)].get("evaluation") or {}
         print(f"task {task}: harrell C {ev.get('harrell_c')}, IBS {ev.get('ibs')} (KM {ev.get('ibs_km')}), "
               f"D-calibration p {(ev.get('d_calibration') or {}).get('p_value')}", flush=True)

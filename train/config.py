@@ -128,6 +128,12 @@ class ReportConfig(_Section):
     heatmaps: int = Field(6, ge=0)  # out-of-fold patients whose attention heatmaps the report draws
 
 
+class SurvivalCurveConfig(_Section):
+    # the stored per-patient S(t) (train/survival_curve.py): its Cox fit and inference see the risk winsorised to
+    # median ± clip_mad robust SDs of the out-of-fold risks; null = no clipping
+    clip_mad: float | None = Field(None, gt=0)
+
+
 class TrainConfig(_Section):
     task: Literal[1, 2, 3, "survival", "binary"] = 3  # a CHIMERA task, or a generic one (chimera_surv/generic.py)
     task_name: str | None = None  # generic tasks only: the bundle folder's name
@@ -154,6 +160,7 @@ class TrainConfig(_Section):
     auto: dict[str, Any] = Field(default_factory=dict)  # overrides of train/selection/ AUTO_DEFAULTS
     compare: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name → architecture, same folds
     calibration: dict[str, Any] | None = None  # default km_quantile (survival) / platt (Task 2)
+    survival_curve: SurvivalCurveConfig = Field(default_factory=SurvivalCurveConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
@@ -331,7 +338,8 @@ def load_config(source: str | Path | dict[str, Any], overrides: dict[str, Any] |
     return config
 
 
-NOT_HASHED = ("_base", "work_dir", "out", "encoder_root", "device", "compare", "audit", "report")
+# survival_curve: fitted at export from the members' saved out-of-fold risks, so changing it re-exports, not refits
+NOT_HASHED = ("_base", "work_dir", "out", "encoder_root", "device", "compare", "audit", "report", "survival_curve")
 
 
 def config_hash(config: dict[str, Any]) -> str:

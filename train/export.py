@@ -15,6 +15,7 @@ import chimera_surv
 from chimera_surv.bundle_save import MemberSpec, save_bundle
 from chimera_surv.survival.calibration import CALIBRATIONS
 from train.protocol import RunContext, member_state, oof_standardised, spread_ratio
+from train.survival_curve import fit_survival_curve, survival_curve_clip
 
 
 def fit_calibration(ctx: RunContext, oof: np.ndarray) -> dict[str, Any]:
@@ -84,25 +85,15 @@ def oof_provenance(members: list[dict[str, Any]]) -> str:
 
 
 def survival_meta(ctx: RunContext, oof: np.ndarray) -> dict[str, Any]:
-    """Survival tasks: a one-covariate Cox model with a Breslow baseline on the out-of-fold ensemble risk
-    (lifelines), stored as arrays (chimera_surv.survival.calibration.SurvivalCurve), the report's horizons and
+    """Survival tasks: a one-covariate Cox model with a Breslow baseline on the (winsorised) out-of-fold ensemble
+    risk (train/survival_curve.py), stored as arrays (chimera_surv.survival.calibration.SurvivalCurve), the report's horizons and
     the longest training follow-up, so each patient's S(t) and median can be given and times past the data flagged."""
     if not ctx.survival:
         return {}
-    import pandas as pd
-    from lifelines import CoxPHFitter
-
-    from chimera_surv.survival.calibration import SurvivalCurve
     from train.report.numbers import distinct_horizons
 
     data = ctx.data
-    centre = float(np.mean(oof))
-    frame = pd.DataFrame({"risk": oof - centre, "time": data.time, "event": data.event.astype(int)})
-    cph = CoxPHFitter(penalizer=1e-4).fit(frame, "time", "event")
-    hazard = cph.baseline_cumulative_hazard_  # at the centre (risk 0 after centring)
-    keep = hazard.index.to_numpy() > 0
-    curve = SurvivalCurve(float(cph.params_["risk"]), centre, hazard.index.to_numpy()[keep].tolist(),
-                          hazard.iloc[:, 0].to_numpy()[keep].tolist(), float(np.max(data.time)))
+    curve = fit_survival_curve(oof, data.time, data.event, survival_curve_clip(ctx.config))
     horizons = distinct_horizons((ctx.config.get("report") or {}).get("horizons"), data.time, data.event)
     return {"survival_curve": curve.to_dict(), "horizons_months": horizons,
             "max_follow_up_months": float(np.max(data.time))}

@@ -256,18 +256,27 @@ class SurvivalCurve:
     on the ensemble's out-of-fold risk with a Breslow baseline, fitted at export (train/export.py) and stored in
     the bundle as JSON arrays. Why: the calibrated output is one number (months at the KM quantile); a clinician
     asks for the probability of being event-free at a horizon. `max_follow_up` is the longest training time:
-    any time past it is an extrapolation."""
+    any time past it is an extrapolation. `risk_range` (lo, hi), when set, bounds the risk before the Cox term: the
+    curve was fitted on risks winsorised to that range (train/survival_curve.py), so one far-out risk neither
+    flattened its slope nor, at inference, runs the curve past what the fit saw; ranks and months are untouched."""
 
     def __init__(self, beta: float, centre: float, knot_t: list[float], knot_h: list[float],
-                 max_follow_up: float) -> None:
+                 max_follow_up: float, risk_range: tuple[float, float] | None = None) -> None:
         self.beta, self.centre, self.max_follow_up = float(beta), float(centre), float(max_follow_up)
         self.knot_t, self.knot_h = [float(v) for v in knot_t], [float(v) for v in knot_h]
+        self.risk_range = None if risk_range is None else (float(risk_range[0]), float(risk_range[1]))
+
+    def bounded(self, risk: float) -> float:
+        """The risk the Cox term sees: `risk` clipped to `risk_range` (unchanged when there is none)."""
+        if self.risk_range is None:
+            return float(risk)
+        return min(max(float(risk), self.risk_range[0]), self.risk_range[1])
 
     def survival(self, risk: float, times: list[float]) -> list[float]:
         """S(t) at each time (months); step function, S = 1 before the first event time."""
         h0 = step_value(np.asarray(self.knot_t), np.asarray(self.knot_h), np.asarray(times, dtype=float))
         h0 = np.where(np.searchsorted(self.knot_t, times, side="right") > 0, h0, 0.0)
-        return [float(v) for v in np.exp(-h0 * math.exp(self.beta * (float(risk) - self.centre)))]
+        return [float(v) for v in np.exp(-h0 * math.exp(self.beta * (self.bounded(risk) - self.centre)))]
 
     def median(self, risk: float) -> float | None:
         """First time (months) at which S(t) <= 0.5; None when the curve never falls that far in the data."""
@@ -276,14 +285,27 @@ class SurvivalCurve:
         return float(self.knot_t[below[0]]) if len(below) else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": "cox_breslow", "beta": self.beta, "centre": self.centre, "knot_t": self.knot_t,
-                "knot_h": self.knot_h, "max_follow_up": self.max_follow_up}
+        doc = {"name": "cox_breslow", "beta": self.beta, "centre": self.centre, "knot_t": self.knot_t,
+               "knot_h": self.knot_h, "max_follow_up": self.max_follow_up}
+        return doc if self.risk_range is None else {**doc, "risk_range": list(self.risk_range)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SurvivalCurve:
         if d.get("name") != "cox_breslow":
             raise ValueError(f"unknown survival curve {d.get('name')!r}")
-        curve = cls(d["beta"], d["centre"], d["knot_t"], d["knot_h"], d["max_follow_up"])
+        bounds = d.get("risk_range")  # absent in bundles exported before the curve was winsorised
+        if bounds is not None and not _ordered_pair(bounds):
+            raise ValueError(f"survival curve: risk_range must be two finite numbers, low <= high; got {bounds!r}")
+        curve = cls(d["beta"], d["centre"], d["knot_t"], d["knot_h"], d["max_follow_up"], bounds)
         if not (len(curve.knot_t) == len(curve.knot_h) and math.isfinite(curve.beta)):
             raise ValueError("survival curve: knot_t and knot_h differ in length, or beta is not finite")
         return curve
+
+
+def _ordered_pair(value: Any) -> bool:
+    """Two finite numbers (not booleans), the first not above the second."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return False
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        return False
+    return value[0] <= value[1]

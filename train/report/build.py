@@ -29,6 +29,7 @@ from train.report.numbers import (
     oof_cv_logit,
     oof_cv_score,
 )
+from train.survival_curve import survival_curve_clip
 
 log = logging.getLogger("train.report")
 __all__ = ["attach_audit", "cv_summary", "write_report"]
@@ -58,7 +59,8 @@ def _figures(ctx: RunContext, cv: list[dict[str, Any]], summary: dict[str, Any],
         horizons = distinct_horizons(ctx.config.get("report", {}).get("horizons"), time, event)
         made["horizons"] = horizons
         made["calibration"] = rf.calibration_at_horizons(time, event, score[keep], horizons,
-                                                         out / "calibration_horizons.png")
+                                                         out / "calibration_horizons.png",
+                                                         clip_mad=survival_curve_clip(ctx.config))
         made["files"]["calibration_horizons"] = "calibration_horizons.png"
     else:
         logit = oof_cv_logit(ctx, cv)
@@ -95,7 +97,8 @@ def _evaluation(ctx: RunContext, cv: list[dict[str, Any]], horizons: list[float]
 
         # survival curves for the IBS and D-calibration: the report's cross-fitted Cox-Breslow map of the same risk
         grid = np.unique(np.quantile(data.time[idx], np.linspace(0.02, 0.98, 40)))
-        surv = cross_fitted_survival(data.time[idx], data.event[idx], risk, list(grid))
+        surv = cross_fitted_survival(data.time[idx], data.event[idx], risk, list(grid),
+                                     clip_mad=survival_curve_clip(ctx.config))
         result = evaluate_survival(data.time, data.event.astype(bool), data.time[idx], data.event[idx].astype(bool),
                                    risk, surv=surv, surv_times=grid, horizons=horizons,
                                    n_boot=int(ctx.config["protocol"].get("bootstrap", 200)), seed=0, time_unit="months")

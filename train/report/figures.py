@@ -69,12 +69,11 @@ def km_by_risk_group(time: np.ndarray, event: np.ndarray, risk: np.ndarray, path
 
 
 def cross_fitted_survival(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizons: list[float],
-                          folds: int = 5, seed: int = 0) -> np.ndarray:
-    """(n, H) predicted event-free probabilities at `horizons`: a one-covariate Cox (Breslow baseline) on the risk
-    score, fitted on the other folds for each patient (never on the patient itself), so the calibration is not
-    in-sample."""
-    import pandas as pd
-    from lifelines import CoxPHFitter
+                          folds: int = 5, seed: int = 0, clip_mad: float | None = None) -> np.ndarray:
+    """(n, H) predicted event-free probabilities at `horizons`: the bundle's kind of survival curve
+    (train/survival_curve.py: one-covariate Cox, Breslow baseline, risk winsorised by `clip_mad`), fitted on the
+    other folds for each patient (never on the patient itself), so the calibration is not in-sample."""
+    from train.survival_curve import fit_survival_curve
 
     n = len(time)
     order = np.random.default_rng(seed).permutation(n)
@@ -82,20 +81,18 @@ def cross_fitted_survival(time: np.ndarray, event: np.ndarray, risk: np.ndarray,
     for k in range(folds):
         test = order[k::folds]
         train = np.setdiff1d(order, test)
-        frame = pd.DataFrame({"risk": risk[train], "time": time[train], "event": event[train]})
-        cph = CoxPHFitter(penalizer=1e-4).fit(frame, "time", "event")
-        surv = cph.predict_survival_function(pd.DataFrame({"risk": risk[test]}), times=horizons)
-        out[test] = np.asarray(surv).T
+        curve = fit_survival_curve(risk[train], time[train], event[train], clip_mad)
+        out[test] = [curve.survival(float(r), list(horizons)) for r in risk[test]]
     return out
 
 
 def calibration_at_horizons(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizons: list[float],
-                            path: Path) -> list[dict[str, Any]]:
+                            path: Path, clip_mad: float | None = None) -> list[dict[str, Any]]:
     """Predicted (mean, cross-fitted) against observed (KM, 95% CI) event-free probability per risk tertile,
     one panel per horizon; returns the numbers drawn (the report's calibration table)."""
     from lifelines import KaplanMeierFitter
 
-    predicted = cross_fitted_survival(time, event, risk, horizons)
+    predicted = cross_fitted_survival(time, event, risk, horizons, clip_mad=clip_mad)
     groups = risk_groups(risk)
     rows = []
     fig, axes = plt.subplots(1, len(horizons), figsize=(3.6 * len(horizons), 3.8), squeeze=False)

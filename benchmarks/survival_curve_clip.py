@@ -1,0 +1,119 @@
+"""How far should the stored survival curve winsorise the risk? (`survival_curve.clip_mad`, train/survival_curve.py)
+
+Reads finished `benchmarks/heldout_calibration.py` draws (each run folder holds the training cohort, the members'
+out-of-fold risks, the bundle and the held-out predictions) and refits only the survival curve, under each
+`clip_mad`, on the same out-of-fold risks the export used. The held-out risks do not depend on the curve, so every
+variant is judged on the same predictions: IBS (a proper score), D-calibration p and the slope. With no clipping
+this reproduces the draw's own result exactly (checked per draw: `reproduces_draw`).
+
+The rule was chosen on development draws and judged once on held-back ones (benchmarks/results/
+heldout_calibration_winsorised.json says which draws were which, and the choice rule, written before the held-back
+draws were read). Run: `.venv/bin/python benchmarks/survival_curve_clip.py --runs runs/hc_dev_s5 ... --group
+development --result FILE` (then `--group heldback`, then `--combine FILE FILE --result OUT`). A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+VARIANTS: dict[str, float | None] = {"none": None, "3": 3.0, "4": 4.0, "5": 5.0}
+
+
+def _seed(run: Path) -> int:
+    command = json.loads(next(run.glob("result*.json")).read_text())["command"].split()
+    return int(command[command.index("--seed") + 1]) if "--seed" in command else 0
+
+
+def _oof(run: Path, bundle_meta: dict[str, Any], n: int) -> np.ndarray:
+    """The export's out-of-fold ensemble risk (train/protocol.oof_standardised) from the shipped members' records."""
+    total, count = np.zeros(n), np.zeros(n)
+    for member in bundle_meta["members"]:
+        record = json.loads((run / "work_task1" / "members" / f"{member['split']}.json").read_text())
+        values = (np.asarray(record["oof_risk"]) - record["risk_shift"]) / record["risk_scale"]
+        total[record["oof"]] += values
+        count[record["oof"]] += 1
+    return total / np.maximum(count, 1)
+
+
+def evaluate_run(run: Path) -> dict[str, Any]:
+    from chimera_surv import synthetic
+    from chimera_surv.bundle import load_bundle
+    from chimera_surv.survival.evaluation import evaluate_survival
+    from train.demo import _options
+    from train.survival_curve import fit_survival_curve
+
+    seed = _seed(run)
+    bundle = load_bundle(next((run / "model").iterdir()))
+    with (run / "cohort_task1" / "labels.csv").open() as fh:
+        labels = list(csv.DictReader(fh))
+    time = np.array([float(r["time"]) for r in labels])
+    event = np.array([int(float(r["event"])) for r in labels]).astype(bool)
+    oof = _oof(run, bundle.meta, len(time))
+    with (run / "heldout_calibration_task1.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    truth = {p.case_id: p for p in synthetic.make_cohort(1, len(rows), seed + 1, _options(1, "test"))}
+    risk = np.array([float(r["risk"]) for r in rows])
+    test_time = np.array([float(truth[r["case_id"]].time) for r in rows])
+    test_event = np.array([bool(truth[r["case_id"]].event) for r in rows])
+    grid = np.unique(np.concatenate([np.linspace(0.0, float(time.max()), 200)[1:], time[event]]))
+    grid = grid[grid < time.max()]
+    out: dict[str, Any] = {"run": str(run), "seed": seed, "variants": {}}
+    for name, clip in VARIANTS.items():
+        curve = fit_survival_curve(oof, time, event, clip)
+        surv = np.array([curve.survival(r, list(grid)) for r in risk])
+        ev = evaluate_survival(time, event, test_time, test_event, risk, surv=surv, surv_times=grid, n_boot=0)
+        out["variants"][name] = {"beta": curve.beta, "risk_range": curve.risk_range, "ibs": ev["ibs"],
+                                 "ibs_km": ev["ibs_km"], "d_calibration_p": ev["d_calibration"]["p_value"]}
+    stored = json.loads(next(run.glob("result*.json")).read_text())["tasks"]["1"]
+    same = out["variants"]["none"] if stored.get("curve_risk_range") is None else None
+    out["reproduces_draw"] = None if same is None else bool(
+        abs(same["d_calibration_p"] - stored["evaluation"]["d_calibration"]["p_value"]) < 1e-9)
+    return out
+
+
+def summarise(draws: list[dict[str, Any]]) -> dict[str, Any]:
+    summary = {}
+    for name in VARIANTS:
+        rows = [d["variants"][name] for d in draws]
+        summary[name] = {"draws": len(rows), "mean_ibs": float(np.mean([r["ibs"] for r in rows])),
+                         "mean_ibs_minus_none": float(np.mean([r["ibs"] - d["variants"]["none"]["ibs"]
+                                                               for r, d in zip(rows, draws, strict=True)])),
+                         "d_calibration_p_gt_0.05": sum(r["d_calibration_p"] > 0.05 for r in rows),
+                         "ibs_le_km": sum(r["ibs"] <= r["ibs_km"] for r in rows)}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, nargs="+", default=[])
+    parser.add_argument("--group", default="development")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None, help="group result files → one file")
+    parser.add_argument("--result", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.combine:
+        groups = [json.loads(f.read_text()) for f in args.combine]
+        doc = {"what": __doc__.split("\n\n")[0], "groups": {g["group"]: g for g in groups}}
+    else:
+        draws = [evaluate_run(run) for run in args.runs]
+        doc = {"what": __doc__.split("\n\n")[0], "group": args.group,
+               "command": " ".join(["benchmarks/survival_curve_clip.py", *(argv or sys.argv[1:])]),
+               "summary": summarise(draws), "draws": draws}
+        for name, row in doc["summary"].items():
+            print(f"clip_mad {name}: mean IBS {row['mean_ibs']:.5f} ({row['mean_ibs_minus_none']:+.5f} vs none), "
+                  f"D-calibration p > 0.05 in {row['d_calibration_p_gt_0.05']}/{row['draws']}", flush=True)
+    args.result.parent.mkdir(parents=True, exist_ok=True)
+    args.result.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
