@@ -5,7 +5,7 @@ winsorised to median ± `clip_mad` robust SDs (1.4826 × the median absolute dev
 and the bounds are stored so that inference clips the same way. Why: one member's fold can give a few far-out
 out-of-fold risks (a linear model extrapolating on an unusual patient, 8 SD in one synthetic Task 1 draw); the
 single slope then flattens to fit them and every patient's curve collapses toward the Kaplan-Meier curve
-(benchmarks/results/heldout_calibration_winsorised.json). The export and the training report's cross-fitted
+(benchmarks/results/survival_curve_clip/summary.json). The export and the training report's cross-fitted
 calibration both call this, so the report judges the curve that ships.
 """
 
