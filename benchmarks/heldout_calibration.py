@@ -48,7 +48,8 @@ def _labels(cohort: Path) -> tuple[np.ndarray, np.ndarray]:
 
 # Task 1's training draws by role: 0-4 were reported (and read) before any rule was chosen on them, the
 # survival_curve.clip_mad rule was chosen on the development draws, and the held-back ones were read once after
-DRAW_GROUPS = {"reported": range(5), "development": [*range(5, 10), *range(20, 25)], "held-back": range(10, 20)}
+DRAW_GROUPS = {"reported": range(5), "development": [*range(5, 10), *range(20, 25)], "held-back": range(10, 20),
+               "fresh": range(30, 40)}  # fresh: the second clip_mad rule's draws (survival_curve_clip.RULE_FRESH)
 
 
 def draw_group(task: int, seed: int) -> str:

@@ -77,3 +77,17 @@ def test_bounds_need_spread_and_the_setting_is_export_only():
     assert survival_curve_clip({}) == DEFAULTS["survival_curve"]["clip_mad"]
     changed = {**DEFAULTS, "survival_curve": {"clip_mad": 2.5}}
     assert config_hash(changed) == config_hash(DEFAULTS)  # re-exports from the members already fitted
+
+
+def test_the_export_note_names_far_out_risks_only_when_they_are_there_and_unclipped():
+    from train.survival_curve import far_out_note
+
+    risk, time, event = _cohort(n=90, beta=1.0, seed=3)
+    assert far_out_note(risk, time, event, fit_survival_curve(risk, time, event, None)) is None  # a normal spread: silent
+    risk_out = np.r_[risk, 8.0]
+    time_out, event_out = np.r_[time, np.median(time)], np.r_[event, 1]
+    note = far_out_note(risk_out, time_out, event_out, fit_survival_curve(risk_out, time_out, event_out, None))
+    assert note is not None and "1 out-of-fold risk(s)" in note and "survival_curve.clip_mad: 4" in note
+    flat, clipped = (fit_survival_curve(risk_out, time_out, event_out, k).beta for k in (None, 4.0))
+    assert f"slope is {flat:.2f}" in note and f"would be {clipped:.2f}" in note
+    assert far_out_note(risk_out, time_out, event_out, fit_survival_curve(risk_out, time_out, event_out, 4.0)) is None  # already bounded

@@ -6,6 +6,7 @@ risk → months (or logit → probability) map sees the spread a new patient's r
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import chimera_surv
 from chimera_surv.bundle_save import MemberSpec, save_bundle
 from chimera_surv.survival.calibration import CALIBRATIONS
 from train.protocol import RunContext, member_state, oof_standardised, spread_ratio
-from train.survival_curve import fit_survival_curve, survival_curve_clip
+from train.survival_curve import far_out_note, fit_survival_curve, survival_curve_clip
 
 
 def fit_calibration(ctx: RunContext, oof: np.ndarray) -> dict[str, Any]:
@@ -94,6 +95,10 @@ def survival_meta(ctx: RunContext, oof: np.ndarray) -> dict[str, Any]:
 
     data = ctx.data
     curve = fit_survival_curve(oof, data.time, data.event, survival_curve_clip(ctx.config))
+    note = far_out_note(oof, data.time, data.event, curve)
+    if note:  # on the console and in train.log, like the clinical lines
+        logging.getLogger("train").warning(note)
+        print(note)
     horizons = distinct_horizons((ctx.config.get("report") or {}).get("horizons"), data.time, data.event)
     return {"survival_curve": curve.to_dict(), "horizons_months": horizons,
             "max_follow_up_months": float(np.max(data.time))}

@@ -57,3 +57,28 @@ def survival_curve_clip(config: dict) -> float | None:
 
     section = config.get("survival_curve") or DEFAULTS["survival_curve"]
     return section.get("clip_mad")
+
+
+FAR_OUT_MAD = 4.0  # what the export's note counts as far out (robust SDs from the median)
+SLOPE_CHANGE = 0.25  # the note speaks only when clipping them would move the slope by this fraction or more
+
+
+def far_out_note(risk: np.ndarray, time: np.ndarray, event: np.ndarray, curve: SurvivalCurve) -> str | None:
+    """One line for the training log when unclipped out-of-fold risks lie beyond median ± 4 robust SDs and bounding
+    them would move the S(t) slope by ≥ 25 %: both slopes, so the user can judge
+    (benchmarks/results/survival_curve_clip/). None otherwise, or when the curve is already clipped."""
+    bounds = winsor_bounds(risk, FAR_OUT_MAD)
+    if bounds is None or curve.risk_range is not None:
+        return None
+    risk = np.asarray(risk, dtype=float)
+    outside = risk[(risk < bounds[0]) | (risk > bounds[1])]
+    if not outside.size:
+        return None
+    clipped = fit_survival_curve(risk, time, event, FAR_OUT_MAD).beta
+    if abs(clipped - curve.beta) < SLOPE_CHANGE * max(abs(curve.beta), 0.1):
+        return None
+    spread = (bounds[1] - bounds[0]) / (2 * FAR_OUT_MAD)
+    worst = float(np.max(np.abs(outside - np.median(risk)))) / spread
+    return (f"survival curve: {outside.size} out-of-fold risk(s) lie beyond median ± {FAR_OUT_MAD:g} robust SD (the "
+            f"farthest at {worst:.1f}); the per-patient S(t) slope is {curve.beta:.2f} per risk unit with them and "
+            f"would be {clipped:.2f} with `survival_curve.clip_mad: {FAR_OUT_MAD:g}` (export-only; docs/training.md)")
