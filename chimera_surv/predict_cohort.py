@@ -157,7 +157,10 @@ def predict_one(bundle: Any, task: Any, case_id: str, inputs: dict[str, Any], mo
         if not (math.isfinite(result.value) and math.isfinite(result.risk)):
             raise ValueError(f"non-finite prediction {result.value}")
         row.update({task.output_kind: result.value, "risk": result.risk, "used": "+".join(result.used)})
-        row.update(survival_columns(bundle, task, result))
+        try:
+            row.update(survival_columns(bundle, task, result))
+        except Exception as exc:  # noqa: BLE001 - a damaged S(t) curve costs its columns, never the months
+            degraded("survival curve", f"{type(exc).__name__}: {exc}", "no S(t) or median for this patient")
         if degraded.entries:
             row["status"] = "degraded: " + ", ".join(sorted({e["stage"] for e in degraded.entries}))
     except Exception as exc:  # noqa: BLE001 - one patient's failure never loses the others

@@ -108,3 +108,11 @@ def test_generic_task_trains_and_predicts_a_folder_and_a_csv(tmp_path, monkeypat
         assert row[column] == pytest.approx(float(rows[row["case_id"]][column]), rel=1e-6)
     with pytest.raises(ValueError, match="no id column"):
         predict_cohort(tmp_path / "bundle", table, tmp_path / "x.csv")
+    if kind == "survival":  # a damaged S(t) curve costs its columns, never the months
+        doc = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+        doc["meta"]["survival_curve"]["risk_range"] = [2.0, 1.0]
+        (tmp_path / "bundle" / "bundle.json").write_text(json.dumps(doc))
+        _, damaged = predict_cohort(tmp_path / "bundle", table, tmp_path / "out" / "damaged.json", id_column="id")
+        for row in damaged:
+            assert row["status"] == "degraded: survival curve" and "median_months" not in row
+            assert row[column] == pytest.approx(float(rows[row["case_id"]][column]), rel=1e-6)
