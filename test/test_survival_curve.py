@@ -91,3 +91,19 @@ def test_the_export_note_names_far_out_risks_only_when_they_are_there_and_unclip
     flat, clipped = (fit_survival_curve(risk_out, time_out, event_out, k).beta for k in (None, 4.0))
     assert f"slope is {flat:.2f}" in note and f"would be {clipped:.2f}" in note
     assert far_out_note(risk_out, time_out, event_out, fit_survival_curve(risk_out, time_out, event_out, 4.0)) is None  # already bounded
+
+
+def test_the_container_keeps_the_months_when_the_stored_curve_is_damaged():
+    """inference.py's RESULT details: a damaged curve says so in one field instead of costing the prediction."""
+    from types import SimpleNamespace
+
+    from chimera_surv.predict import _meaning
+
+    doc = fit_survival_curve(*_cohort(), 3.0).to_dict()
+    good = SimpleNamespace(meta={"survival_curve": doc, "horizons_months": [12.0]}, members=[], task_id=1,
+                           output_kind="months")
+    assert isinstance(_meaning(good, 40.0, 0.3, ["clinical"])["survival"], dict)
+    bad = SimpleNamespace(meta={"survival_curve": {**doc, "risk_range": [3.0, 1.0]}, "horizons_months": [12.0]},
+                          members=[], task_id=1, output_kind="months")
+    said = _meaning(bad, 40.0, 0.3, ["clinical"])
+    assert said["survival"].startswith("not available: ValueError: survival curve: risk_range")
