@@ -210,3 +210,16 @@ def test_an_event_code_it_cannot_read_is_named_not_read_as_censored(gbsg2: pd.Da
     with pytest.raises(ValueError, match=r"p003: event 'dead' in column 'event' is not 1/0"):
         Run(load_config({**SMALL, "task": "survival", "work_dir": str(tmp_path / "w"),
                          "cohort": {"table": str(tmp_path / "c.csv")}}))
+
+
+@pytest.mark.parametrize(("column", "unit"), [("week", "weeks"), ("os_days", "days"), ("Years_to_event", "years"),
+                                              ("time", None), ("survival_months", None), ("Time_to_prog_or_FUend", None),
+                                              ("time_to_follow-up/BCR", None), (None, None)])
+def test_a_time_column_named_in_another_unit_gets_one_note(column, unit):
+    from train.table import time_unit_note
+
+    note = time_unit_note(column)
+    if unit is None:
+        assert note is None
+    else:
+        assert note.startswith("NOTE time column") and f"looks like {unit}" in note and "months" in note

@@ -89,7 +89,8 @@ class Run:
         # every cached result is keyed on the config AND the data (patients, labels, clinical, RNA, image files)
         self.fingerprint = DataFingerprint.of(self.patients, self.genes)
         self.hash = self.fingerprint.run_hash(config_hash(config))
-        log.info("cohort %s: %d patients, modalities %s, config %s", root, len(self.patients), self.modalities,
+        source = resolve_path(cohort_cfg["table"], base) if cohort_cfg.get("table") else root
+        log.info("cohort %s: %d patients, modalities %s, config %s", source, len(self.patients), self.modalities,
                  self.hash)
         self._ctx = None
 

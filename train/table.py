@@ -192,6 +192,24 @@ def _features_h5(folder: Path | None, ids: list[str], key: str = "slides_h5") ->
     return found
 
 
+UNIT_WORDS = {"day": "days", "week": "weeks", "wk": "weeks", "year": "years", "yr": "years"}
+
+
+def time_unit_note(column: str | None) -> str | None:
+    """A NOTE when the time column's name says another unit than months (`week`, `os_days`, `years`): the outputs,
+    reports and S(t) horizons all say months, so they are only true for times given in months."""
+    if not column:
+        return None
+    import re
+
+    words = re.findall(r"[a-z]+", column.lower())
+    unit = next((UNIT_WORDS[w.rstrip("s")] for w in words if w.rstrip("s") in UNIT_WORDS), None)
+    if unit is None or any(w.startswith("month") for w in words):
+        return None
+    return (f"NOTE time column {column!r} looks like {unit}; every output, report and S(t) horizon says months "
+            f"(time is read as months, docs/training.md), so convert it to months first or read 'months' as {unit}")
+
+
 def table_patients(cohort: dict[str, Any], base: Path, survival: bool,
                    positive: tuple[str, ...] = ("1", "1.0")) -> list[Patient]:
     """The labelled patients of the table, sorted by id; rows without a label are dropped with a printed count."""
@@ -201,6 +219,9 @@ def table_patients(cohort: dict[str, Any], base: Path, survival: bool,
     roles = roles_of(cohort, survival)
     frame = read_table(path, roles["id"])
     _check_columns(frame, roles, path)
+    note = time_unit_note(roles["time"])
+    if note:
+        print(note)
     frame = frame.assign(**{roles["id"]: frame[roles["id"]].astype(str)})
     rna = _rna_rows(resolve_path(cohort.get("rna_table"), base), roles["id"])
     h5 = _features_h5(resolve_path(cohort.get("slides_h5"), base), frame[roles["id"]].tolist())
