@@ -104,7 +104,7 @@ def test_task1_layout_pairs_slides_masks_and_mri(tmp_path):
     assert patient.mri.t2.name.endswith("_t2w.mha") and patient.mri.mask.name.endswith("_mask.mha")
 
 
-def test_train_cv_export_report_resume_and_determinism(task3_cohort, tmp_path):
+def test_train_cv_export_report_resume_and_determinism(task3_cohort, tmp_path, capsys):
     run = Run(_config(task3_cohort, tmp_path / "work", tmp_path / "bundle_a"))
     for step in ("extract", "fit", "cv", "export", "report"):
         getattr(run, step)()
@@ -138,8 +138,12 @@ def test_train_cv_export_report_resume_and_determinism(task3_cohort, tmp_path):
     member_files = sorted((tmp_path / "work" / "members").glob("*.safetensors"))
     stamps = [p.stat().st_mtime_ns for p in member_files]
     again = Run(_config(task3_cohort, tmp_path / "work", tmp_path / "bundle_b"))
+    capsys.readouterr()
     again.export()
     assert [p.stat().st_mtime_ns for p in member_files] == stamps
+    said = capsys.readouterr().out  # the cached results are said to be read, not refitted
+    assert f"fit members: {len(bundle.members)} of {len(bundle.members)} read from" in said and "0 fitted now" in said
+    assert "cv: " in said and " read from " in said
     # Determinism: a fresh work folder (everything retrained) gives byte-identical files.
     fresh = Run(_config(task3_cohort, tmp_path / "work2", tmp_path / "bundle_c"))
     fresh.cv()

@@ -142,13 +142,16 @@ def run_cv(ctx: RunContext) -> list[dict[str, Any]]:
     archs = architectures(ctx.config)
     records = []
     jobs = [(name, arch, split) for name, arch in archs.items() for split in splits]
+    reused = 0
     for name, arch, split in tqdm(jobs, desc="cv", unit="fit"):
         path = ctx.work / "cv" / name / f"{split.name}.json"
         record = _cached(path, ctx, arch)
+        reused += record is not None
         if record is None:
             record = evaluate_split(ctx, name, arch, split)
             _write_json(path, record)
         records.append(record)
+    say_reused("cv", reused, len(jobs), ctx.work / "cv")
     return records
 
 
@@ -159,14 +162,24 @@ def run_holdout(ctx: RunContext) -> list[dict[str, Any]]:
     splits = cohort_holdout(ctx.data.cohorts)
     records = []
     jobs = [(name, arch, split) for name, arch in architectures(ctx.config).items() for split in splits]
+    reused = 0
     for name, arch, split in tqdm(jobs, desc="cohort-held-out", unit="fit"):
         path = ctx.work / "holdout" / name / f"{split.name}.json"
         record = _cached(path, ctx, arch)
+        reused += record is not None
         if record is None:
             record = evaluate_split(ctx, name, arch, split, salt=7)
             _write_json(path, record)
         records.append(record)
+    say_reused("cohort-held-out", reused, len(jobs), ctx.work / "holdout")
     return records
+
+
+def say_reused(step: str, reused: int, total: int, folder: Path) -> None:
+    """One line after a resumable loop, so that a fast progress bar over cached results is not read as a refit."""
+    if reused:
+        print(f"{step}: {reused} of {total} read from {folder} (already fitted for this config and data; "
+              f"{total - reused} fitted now)")
 
 
 def member_splits(ctx: RunContext) -> list[Split]:
@@ -186,14 +199,19 @@ def fit_members(ctx: RunContext) -> list[dict[str, Any]]:
         return fit_classical_members(ctx, arch)
     n_seeds = int(ctx.config["train"].get("seeds", 1))
     out = []
-    for split in tqdm(member_splits(ctx), desc="fit members", unit="member"):
+    splits = member_splits(ctx)
+    reused = 0
+    for split in tqdm(splits, desc="fit members", unit="member"):
         paths = [ctx.work / "members" / f"{_member_file(split.name, j)}.json" for j in range(n_seeds)]
         records = [_cached(path, ctx) for path in paths]
         if any(r is None or not p.with_suffix(".safetensors").is_file() for r, p in zip(records, paths)):
             records, networks = _run_member(ctx, arch, split)
             for record, network in zip(records, networks):
                 save_network_member(ctx, record, network)
+        else:
+            reused += 1
         out.extend(records)
+    say_reused("fit members", reused, len(splits), ctx.work / "members")
     return out
 
 
@@ -212,7 +230,9 @@ def fit_classical_members(ctx: RunContext, arch: Any) -> list[dict[str, Any]]:
     from train.selection.networks import is_network, network_members
 
     out = []
-    for split in tqdm(member_splits(ctx), desc="fit members", unit="member"):
+    splits = member_splits(ctx)
+    reused = 0
+    for split in tqdm(splits, desc="fit members", unit="member"):
         path = ctx.work / "members" / f"{split.name}.json"
         weights = path.with_suffix(".safetensors")
         record = _cached(path, ctx)
@@ -220,8 +240,10 @@ def fit_classical_members(ctx: RunContext, arch: Any) -> list[dict[str, Any]]:
             records = [_cached(path.with_name(f"{f}.json"), ctx) for f in record.get("seed_files", [])]
             if all(r is not None for r in records) and weights.is_file():
                 out.extend([record, *records])
+                reused += 1
                 continue
             record = None
+        reused += record is not None and weights.is_file()
         if record is None or not weights.is_file():
             seed = _split_seed(ctx.config, split, 50)
             choice = select(ctx, arch, list(split.train), seed + 20_000)
@@ -237,6 +259,7 @@ def fit_classical_members(ctx: RunContext, arch: Any) -> list[dict[str, Any]]:
             save_arrays({k: np.ascontiguousarray(v) for k, v in sorted(arrays.items())}, str(weights))
             _write_json(path, record)
         out.append(record)
+    say_reused("fit members", reused, len(splits), ctx.work / "members")
     return out
 
 
