@@ -54,13 +54,11 @@ def _seed(run: Path) -> int:
 
 def _oof(run: Path, bundle_meta: dict[str, Any], n: int) -> np.ndarray:
     """The export's out-of-fold ensemble risk (train/protocol.oof_standardised) from the shipped members' records."""
-    total, count = np.zeros(n), np.zeros(n)
-    for member in bundle_meta["members"]:
-        record = json.loads((run / "work_task1" / "members" / f"{member['split']}.json").read_text())
-        values = (np.asarray(record["oof_risk"]) - record["risk_shift"]) / record["risk_scale"]
-        total[record["oof"]] += values
-        count[record["oof"]] += 1
-    return total / np.maximum(count, 1)
+    from train.protocol import oof_mean
+
+    members = [json.loads((run / "work_task1" / "members" / f"{m['split']}.json").read_text())
+               for m in bundle_meta["members"]]
+    return oof_mean(n, members)
 
 
 def evaluate_run(run: Path) -> dict[str, Any]:

@@ -125,8 +125,9 @@ def score(task: int, truth: list[dict[str, Any]], values: list[float]) -> tuple[
 def ratio_ci(task: int, truth: list[dict[str, Any]], values: list[float], n_boot: int = 1000,
              seed: int = 0) -> tuple[float, float]:
     """95% percentile-bootstrap interval of (held-out metric / oracle metric), resampling the cases with the same
-    draws for both (chimera_surv.survival.metrics.bootstrap_ci): with 30 cases the ratio itself is uncertain by
-    about ±0.1, which the summary says instead of letting 0.93 and 0.97 look different."""
+    draws for both (chimera_surv.survival.metrics.bootstrap_ci): with 30 cases the interval is about 0.4 wide
+    (Task 1 in `make demo`, 2026-12-04: 0.87-1.27), which the summary says instead of letting 0.93 and 0.97 look
+    different."""
     from chimera_surv.survival.metrics import bootstrap_ci
 
     def ratio(idx: np.ndarray) -> float:

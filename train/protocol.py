@@ -138,21 +138,8 @@ def cv_splits(ctx: RunContext) -> list[Split]:
 
 def run_cv(ctx: RunContext) -> list[dict[str, Any]]:
     """Every architecture on the same repeated folds (resumable per split)."""
-    splits = cv_splits(ctx)
-    archs = architectures(ctx.config)
-    records = []
-    jobs = [(name, arch, split) for name, arch in archs.items() for split in splits]
-    reused = 0
-    for name, arch, split in tqdm(jobs, desc="cv", unit="fit"):
-        path = ctx.work / "cv" / name / f"{split.name}.json"
-        record = _cached(path, ctx, arch)
-        reused += record is not None
-        if record is None:
-            record = evaluate_split(ctx, name, arch, split)
-            _write_json(path, record)
-        records.append(record)
-    say_reused("cv", reused, len(jobs), ctx.work / "cv")
-    return records
+    jobs = [(name, arch, split) for name, arch in architectures(ctx.config).items() for split in cv_splits(ctx)]
+    return _evaluate_resumable(ctx, jobs, "cv", "cv", salt=0)
 
 
 def run_holdout(ctx: RunContext) -> list[dict[str, Any]]:
@@ -160,18 +147,25 @@ def run_holdout(ctx: RunContext) -> list[dict[str, Any]]:
     if not ctx.config["protocol"].get("cohort_holdout", True):
         return []
     splits = cohort_holdout(ctx.data.cohorts)
-    records = []
     jobs = [(name, arch, split) for name, arch in architectures(ctx.config).items() for split in splits]
+    return _evaluate_resumable(ctx, jobs, "cohort-held-out", "holdout", salt=7)
+
+
+def _evaluate_resumable(ctx: RunContext, jobs: list[tuple[str, Any, Split]], step: str, folder: str,
+                        salt: int) -> list[dict[str, Any]]:
+    """evaluate_split for each (architecture, split) job, read from `<work>/<folder>/<arch>/<split>.json` when a
+    record for this config and data is there, written there when it was fitted now."""
+    records = []
     reused = 0
-    for name, arch, split in tqdm(jobs, desc="cohort-held-out", unit="fit"):
-        path = ctx.work / "holdout" / name / f"{split.name}.json"
+    for name, arch, split in tqdm(jobs, desc=step, unit="fit"):
+        path = ctx.work / folder / name / f"{split.name}.json"
         record = _cached(path, ctx, arch)
         reused += record is not None
         if record is None:
-            record = evaluate_split(ctx, name, arch, split, salt=7)
+            record = evaluate_split(ctx, name, arch, split, salt=salt)
             _write_json(path, record)
         records.append(record)
-    say_reused("cohort-held-out", reused, len(jobs), ctx.work / "holdout")
+    say_reused(step, reused, len(jobs), ctx.work / folder)
     return records
 
 
@@ -333,8 +327,14 @@ def member_state(ctx: RunContext, record: dict[str, Any]) -> dict[str, torch.Ten
 def oof_standardised(ctx: RunContext, members: list[dict[str, Any]]) -> np.ndarray:
     """Each patient's risk from the member(s) that did not train on it, on the shared (standardised) scale; the
     seed members of one split are averaged, as the bundle averages them."""
-    total = np.zeros(len(ctx.data))
-    count = np.zeros(len(ctx.data))
+    return oof_mean(len(ctx.data), members)
+
+
+def oof_mean(n_patients: int, members: list[dict[str, Any]]) -> np.ndarray:
+    """oof_standardised from the member records alone (NaN for a patient no member left out): what a benchmark
+    reading a finished work folder recomputes."""
+    total = np.zeros(n_patients)
+    count = np.zeros(n_patients)
     for record in members:
         values = (np.asarray(record["oof_risk"]) - record["risk_shift"]) / record["risk_scale"]
         total[record["oof"]] += values
