@@ -62,7 +62,7 @@ def _ctx(tmp_path, model, survival=True, seed=0):
 
 def test_auto_selects_on_inner_cohorts_of_the_training_part_only(tmp_path):
     from train.protocol import cv_splits, evaluate_split
-    from train.selection import auto_settings, inner_splits, select
+    from train.selection import auto_settings, choose, inner_splits, run_inner, select
 
     ctx = _ctx(tmp_path, "auto")
     split = cv_splits(ctx)[0]
@@ -77,11 +77,17 @@ def test_auto_selects_on_inner_cohorts_of_the_training_part_only(tmp_path):
     assert choice["chosen"] in choice["scores"] and choice["inner"] == "kfold+loco"
     assert {"clinical_ridge", "ridge", "rsf", "gbsa", "ensemble_top2", "ensemble_equal"} <= set(choice["scores"])
     assert any(name.startswith("backbone_residual") for name in choice["scores"])
-    # the equal ensemble is kept unless another option's paired gain clears one corrected SE; then the best such
-    assert choice["default"] == "ensemble_equal"
-    cleared = [n for n, (m, se) in choice["gains_vs_default"].items() if m > se]
-    expected = max(["ensemble_equal", *cleared], key=lambda n: choice["scores"][n])
-    assert choice["chosen"] == expected
+    # the default rule (switch: networks): without networks the equal ensemble is kept whatever the inner gains
+    assert choice["default"] == "ensemble_equal" and choice["chosen"] == "ensemble_equal"
+    assert "a network's mean paired inner gain" in choice["rule"]
+    # switch: any: kept unless another option's paired gain clears one corrected SE; then the best such
+    settings = {**auto_settings("auto", ctx.config), "switch": "any"}
+    anyrule = choose(ctx, run_inner(ctx, train, settings, seed=0), settings)
+    cleared = [n for n, (m, se) in anyrule["gains_vs_default"].items() if m > se]
+    assert anyrule["chosen"] == max(["ensemble_equal", *cleared], key=lambda n: anyrule["scores"][n])
+    assert anyrule["gains_vs_default"] == choice["gains_vs_default"]  # the same inner scores, another rule
+    none = choose(ctx, run_inner(ctx, train, {**settings, "switch": "none"}, seed=0), {**settings, "switch": "none"})
+    assert none["chosen"] == "ensemble_equal" and "always the default" in none["rule"]
     assert "ridge#0" in choice["null_settings"]  # the start of the penalty path: all-zero coefficients
     assert choice["settings"]["ridge"]["alpha_ratio"] < 1.0  # ... which is never a family's chosen setting
     record = evaluate_split(ctx, "model", "auto", split)

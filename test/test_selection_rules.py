@@ -173,3 +173,56 @@ def test_a_network_jobs_that_is_not_a_worker_count_is_one_config_error(jobs):
     base = {"task": 3, "seed": 0, "modalities": ["clinical"], "recipe": {"encoder": "test-tiny", "weights": "seeded"}}
     with pytest.raises(ConfigError, match="network_jobs"):
         load_config({**base, "auto": {"network_jobs": jobs}})
+
+
+def _planted_inner(n: int = 160, seed: int = 0):
+    """An Inner whose `rsf` (and, exactly, a fake network) carry the risk and every other setting is noise."""
+    from train.classical import FAMILIES
+    from train.selection.inner import Inner
+
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(size=n)
+    time = rng.exponential(np.exp(-truth))
+    data = SimpleNamespace(time=time, event=np.ones(n), label=np.zeros(n), modalities=["clinical"])
+    folds = np.arange(n) % 5
+    splits = [([i for i in range(n) if folds[i] != f], [i for i in range(n) if folds[i] == f]) for f in range(5)]
+    val = {}
+    for name, cand in AUTO_DEFAULTS["candidates"].items():
+        for g, _ in enumerate(FAMILIES.build({"name": cand["family"]}).grid()):
+            val[f"{name}#{g}"] = [truth[va] + rng.normal(size=len(va)) if name == "rsf"
+                                  else rng.normal(size=len(va)) for _, va in splits]
+    val["network:fake#0"] = [truth[va] for _, va in splits]  # the best option of all
+    return SimpleNamespace(data=data, survival=True, config={}), Inner(splits, ["kfold"] * 5, val)
+
+
+@pytest.mark.parametrize("switch,expected", [("any", "rsf"), ("networks", "ensemble_equal"),
+                                             ("none", "ensemble_equal")])
+def test_switch_decides_which_options_may_replace_the_equal_ensemble(switch, expected):
+    from train.selection.select import choose
+
+    ctx, inner = _planted_inner()
+    settings = {**AUTO_DEFAULTS, "switch": switch}
+    choice = choose(ctx, inner, settings)
+    assert choice["chosen"] == expected
+    mean, se = choice["gains_vs_default"]["rsf"]
+    assert mean > settings["switch_se"] * se  # rsf clears the gain in every case: only `switch` keeps the default
+
+
+@pytest.mark.parametrize("switch,expected", [("networks", "network:fake"), ("any", "network:fake"),
+                                             ("none", "ensemble_equal")])
+def test_a_network_that_clears_the_gain_replaces_the_default_unless_switch_is_none(monkeypatch, switch, expected):
+    import importlib
+
+    select_module = importlib.import_module("train.selection.select")  # the module (the package exports a function)
+    monkeypatch.setattr(select_module, "network_options", lambda *a: {"network:fake": {}})
+    ctx, inner = _planted_inner()
+    choice = select_module.choose(ctx, inner, {**AUTO_DEFAULTS, "switch": switch})
+    assert choice["chosen"] == expected
+
+
+def test_an_unknown_switch_is_a_config_error():
+    from train.config import ConfigError, load_config
+
+    raw = {"task": 3, "cohort": {"root": "c"}, "auto": {"switch": "sometimes"}}
+    with pytest.raises(ConfigError, match="switch"):
+        load_config(raw)

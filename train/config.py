@@ -174,6 +174,8 @@ class TrainConfig(_Section):
         unknown = sorted(set(value) - set(AUTO_DEFAULTS))
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} (known: {sorted(AUTO_DEFAULTS)})")
+        if value.get("switch", "any") not in ("any", "networks", "none"):
+            raise ValueError(f"switch: {value['switch']!r} is not one of any, networks, none")
         jobs = value.get("network_jobs", 1)
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"network_jobs: {jobs!r} is not a whole number of worker processes >= 1")
@@ -352,5 +354,8 @@ def config_hash(config: dict[str, Any]) -> str:
                         if k != "bootstrap" and not (k == "member_repeats" and v == 1)}
     if isinstance(keep.get("auto"), dict):  # worker processes change how fast, not what is fitted
         keep["auto"] = {k: v for k, v in keep["auto"].items() if k != "network_jobs"}
+    from train.selection import AUTO_DEFAULTS  # a changed default rule must not reuse results chosen by the old one
+
+    keep["auto_defaults"] = {k: v for k, v in AUTO_DEFAULTS.items() if k != "network_jobs"}
     keep["cohort"] = {k: v for k, v in keep.get("cohort", {}).items() if k != "root"}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -23,6 +23,11 @@ AUTO_DEFAULTS: dict[str, Any] = {
     "equal_ensemble": True,  # `ensemble_equal`: every single-family candidate, z-scored, equal weights
     "default": "ensemble_equal",  # the option kept unless another beats it clearly (switch_se)
     "switch_se": 1.0,  # another option replaces the default only when its mean paired inner gain > this many SEs
+    # which options may replace the default at all: "networks" (a network that clears switch_se; the classical
+    # single families, backbone residuals and top-k ensembles are scored and reported, never switched to), "any", or
+    # "none". "networks" since issue23-v2: on the 17 development cohorts every switch among classical options cost
+    # C-index (benchmarks/selection_rules.py: mean auto - best anchor -0.0037 with "any", -0.0015 with no switch)
+    "switch": "networks",
     "inner_folds": 5,
     "inner_repeats": 2,
     "loco": True,

@@ -33,7 +33,9 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
     another option's mean paired gain over it exceeds `switch_se` standard errors (Nadeau-Bengio corrected, since
     repeated k-fold splits overlap); among the options that clear it, the best mean score wins. With ~100 patients
     the inner scores are too noisy to pick among many options by their argmax, and a diverse average is the
-    stronger default; pooled leave-one-cohort-out splits let a clearly better option win across cohorts.
+    stronger default; pooled leave-one-cohort-out splits let a clearly better option win across cohorts. Which
+    options may replace the default at all is `switch` (default "networks": on the development cohorts every switch
+    among classical options cost C-index, benchmarks/selection_rules.py).
     """
     data, survival = ctx.data, ctx.survival
     candidates = {n: c for n, c in _candidates(settings, _available(settings, data.modalities)).items()
@@ -84,7 +86,11 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
     default = settings.get("default") if settings.get("default") in options else best_option
     gains = {n: paired_gain(o["fold_scores"], options[default]["fold_scores"], inner) for n, o in options.items()
              if n != default}
-    cleared = [n for n, (mean, se) in gains.items() if mean > float(settings["switch_se"]) * se + 1e-12]
+    switchable = {"any": set(options), "networks": set(networks), "none": set()}.get(settings.get("switch", "any"))
+    if switchable is None:
+        raise ValueError(f"auto.switch: {settings['switch']!r} is not one of any, networks, none")
+    cleared = [n for n, (mean, se) in gains.items()
+               if n in switchable and mean > float(settings["switch_se"]) * se + 1e-12]
     chosen = settings.get("fixed") or max([default, *cleared], key=lambda n: options[n]["score"])
     return {"chosen": chosen, "parts": options[chosen]["parts"], "inner": inner.kind, "default": default,
             "chosen_fold_scores": [round(v, 6) for v in options[chosen]["fold_scores"]],
@@ -113,8 +119,12 @@ def rule_text(settings: dict[str, Any]) -> str:
               f"the simplest setting within {float(settings['one_se']):g} standard error(s) of the best")
     if settings.get("fixed"):
         return f"fixed in the config: {settings['fixed']} (the inner scores are reported, not used)"
+    switch = settings.get("switch", "any")
+    if switch == "none":
+        return f"per family, {within} among its non-null settings; always the default {settings.get('default')}"
+    who = "another option's" if switch == "any" else "a network's"
     return (f"per family, {within} among its non-null settings; the default {settings.get('default')} is kept "
-            f"unless another option's mean paired inner gain exceeds {float(settings['switch_se']):g} corrected "
+            f"unless {who} mean paired inner gain exceeds {float(settings['switch_se']):g} corrected "
             "standard error(s); among those that do, the best mean inner score")
 
 

@@ -1,0 +1,327 @@
+"""Issue 23, development only: compare `auto` selection rules offline on exactly the real-data benchmark's folds.
+
+`--collect` fits, for each development cohort and each CV (and cohort-held-out) split of
+benchmarks/realdata_confirm.py, every candidate setting of `auto` (plus any `EXTRA` candidates) on the split's inner
+splits AND on the whole outer training part, and saves every setting's z-scored inner validation risks and outer
+test risks (runs/selection_rules/<cohort>.json; large, not committed). A rule is a function of the inner risks
+only; its outer C-index then follows without refitting, because an auto option is a weighted sum of z-scored parts.
+`--evaluate` applies each rule in RULES to the saved risks and compares it with the anchors' per-split C-indices
+stored by realdata_confirm (the same folds). The shipped rule (train/selection/ with its defaults) must reproduce
+the stored per-split auto C-index of a run made with it exactly: the evaluation checks it, so a rule's figure here
+is what `auto` under that rule would report. `current` is issue23-v1 (`switch: any`), the rule when the rules were
+compared; `always_equal` is what issue23-v2 (`switch: networks`) does on cohorts without networks.
+
+Never run on the confirmation group: rules are chosen here, then judged once by realdata_confirm.py.
+A benchmark tool, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realdata
+import realdata_confirm
+
+OUT = ROOT / "runs" / "selection_rules"
+# variants offered to the rules besides the default candidates (anchor-like settings of the two tree families)
+EXTRA: dict[str, dict[str, Any]] = {
+    "rsf_leaf5": {"family": "rsf", "params": {"min_samples_leaf": [5]}},
+    "gbsa_deep": {"family": "gbsa", "params": {"stages": [100], "max_depth": 3, "subsample": 1.0,
+                                               "min_samples_leaf": 1, "max_features": None}},
+}
+
+
+def collect(name: str) -> Path:
+    """Every candidate setting's inner validation risks and outer test risks on each benchmark split of `name`."""
+    from train.__main__ import Run
+    from train.classical import Target, design, design_rows, fit_blocks
+    from train.config import load_config
+    from train.data import encode_fold
+    from train.folds import cohort_holdout
+    from train.protocol import _split_seed, cv_splits
+    from train.selection.inner import is_null, run_inner, standardiser
+    from train.selection.options import _available, _candidates, _family, _modalities, auto_settings
+
+    spec = realdata_confirm.COHORTS[name]
+    realdata.COHORTS[name] = {**spec, "lean": True}
+    df = realdata.load(name)
+    folder = OUT / name
+    layout = realdata.write_layout(name, df, folder)
+    config = load_config(realdata.write_config(name, folder, layout, spec["repeats"]))
+    ctx = Run(config).context()
+    data = ctx.data
+    settings = auto_settings("auto", config)
+    settings["candidates"] = {**settings["candidates"], **EXTRA}
+    jobs = [(s, 0, "cv") for s in cv_splits(ctx)]
+    if config["protocol"].get("cohort_holdout"):
+        jobs += [(s, 7, "holdout") for s in cohort_holdout(data.cohorts)]
+    splits = []
+    for split, salt, kind in jobs:
+        started = time.perf_counter()
+        train, test = list(split.train), list(split.test)
+        seed = _split_seed(config, split, salt)
+        inner = run_inner(ctx, train, settings, seed)
+        enc = encode_fold(data, train, ctx.schema, config)
+        rows, present = design_rows(enc, data, data.modalities, settings["pools"])
+        y = Target.of(data, train, True)
+        available = _available(settings, data.modalities)
+        outer, outer_null = {}, []
+        for cname, cand in _candidates(settings, available).items():
+            if cname in inner.dropped:
+                continue
+            blocks = fit_blocks(rows, present, train, _modalities(cand, available), settings["pools"],
+                                settings["wsi_components"])
+            X = design(blocks, rows, present, len(data))
+            for g, predictor in enumerate(_family(cand).fit_grid(X[train], y, seed)):
+                shift, scale = standardiser(predictor.predict(X[train]))
+                outer[f"{cname}#{g}"] = ((predictor.predict(X[test]) - shift) / scale).tolist()
+                if is_null(predictor, X[train]):
+                    outer_null.append(f"{cname}#{g}")
+        splits.append({"kind": kind, "name": split.name, "train": train, "test": test,
+                       "inner_splits": inner.splits, "inner_kinds": inner.kinds,
+                       "inner_val": {k: [v.tolist() for v in vs] for k, vs in inner.val.items()},
+                       "inner_null": sorted(inner.null), "dropped": inner.dropped, "outer": outer,
+                       "outer_null": outer_null, "seconds": round(time.perf_counter() - started, 1)})
+        print(f"{name} {kind} {split.name}: {splits[-1]['seconds']} s", flush=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "time": data.time.tolist(), "event": data.event.tolist(),
+                                "modalities": list(data.modalities), "extra": EXTRA, "splits": splits}))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ offline rules
+def load(name: str) -> dict[str, Any]:
+    return json.loads((OUT / f"{name}.json").read_text())
+
+
+def c_index(saved: dict[str, Any], idx: list[int], risk: np.ndarray) -> float:
+    from chimera_surv.survival.metrics import harrell_c
+
+    return harrell_c(np.asarray(saved["event"], bool)[idx], np.asarray(saved["time"], float)[idx], risk)
+
+
+def current_rule(saved: dict[str, Any], split: dict[str, Any], **overrides: Any) -> list[tuple[str, float]]:
+    """auto's rule as shipped (train/selection/select.py `choose`) on the saved inner risks; `overrides` change
+    its settings (e.g. switch, switch_se, candidates)."""
+    choice = _choice(saved, split, **overrides)
+    return [(f"{p['candidate']}#{p['setting']}", float(p["weight"])) for p in choice["parts"]]
+
+
+def _choice(saved: dict[str, Any], split: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    from train.selection.inner import Inner
+    from train.selection.options import AUTO_DEFAULTS
+    from train.selection.select import choose
+
+    settings = {**json.loads(json.dumps(AUTO_DEFAULTS)), **overrides}
+    names = set(settings["candidates"]) | {"residual_ridge"}
+    val = {k: [np.asarray(v) for v in vs] for k, vs in split["inner_val"].items() if k.split("#")[0] in names}
+    inner = Inner([tuple(s) for s in split["inner_splits"]], split["inner_kinds"], val,
+                  {k for k in split["inner_null"] if k in val},
+                  {k: v for k, v in split["dropped"].items() if k in names})
+    data = SimpleNamespace(time=np.asarray(saved["time"], float), event=np.asarray(saved["event"], float),
+                           label=np.zeros(len(saved["time"])), modalities=saved["modalities"])
+    ctx = SimpleNamespace(data=data, survival=True, config={})
+    return choose(ctx, inner, settings)
+
+
+def outer_c(saved: dict[str, Any], split: dict[str, Any], parts: list[tuple[str, float]]) -> float:
+    risk = sum(w * np.asarray(split["outer"][k]) for k, w in parts)
+    return c_index(saved, split["test"], np.asarray(risk, float))
+
+
+DEFAULT_FAMILIES = ("clinical_ridge", "coxnet", "rsf", "gbsa")
+
+
+def _inner(saved: dict[str, Any], split: dict[str, Any], parts: list[tuple[str, float]]) -> list[float]:
+    """The inner fold C-indices of a weighted sum of parts (each part z-scored on its inner training part)."""
+    out = []
+    for s, (_, va) in enumerate(split["inner_splits"]):
+        risk = sum(w * np.asarray(split["inner_val"][k][s]) for k, w in parts)
+        out.append(c_index(saved, va, np.asarray(risk, float)))
+    return out
+
+
+def _family_settings(split: dict[str, Any], family: str) -> list[str]:
+    keys = sorted((k for k in split["inner_val"] if k.split("#")[0] == family), key=lambda k: int(k.split("#")[1]))
+    usable = [k for k in keys if k not in split["inner_null"]]
+    return usable or keys
+
+
+def _best_setting(saved: dict[str, Any], split: dict[str, Any], family: str) -> str:
+    keys = _family_settings(split, family)
+    return max(keys, key=lambda k: (np.nanmean(_inner(saved, split, [(k, 1.0)])), -int(k.split("#")[1])))
+
+
+def _families(split: dict[str, Any], wanted: tuple[str, ...] = DEFAULT_FAMILIES) -> list[str]:
+    return [f for f in wanted if f not in split["dropped"] and any(k.split("#")[0] == f for k in split["inner_val"])]
+
+
+def _gain_se(saved: dict[str, Any], split: dict[str, Any], a: list[float], b: list[float]) -> tuple[float, float]:
+    """Nadeau-Bengio corrected (mean, SE) of the paired inner gain a - b (as select.paired_gain)."""
+    gain = np.asarray(a) - np.asarray(b)
+    gain = gain[np.isfinite(gain)]
+    ratio = float(np.mean([len(va) / max(1, len(tr)) for tr, va in split["inner_splits"]]))
+    return float(gain.mean()), float(gain.std(ddof=1) * np.sqrt(1.0 / len(gain) + ratio))
+
+
+def always_equal(saved: dict[str, Any], split: dict[str, Any], wanted: tuple[str, ...] = DEFAULT_FAMILIES):
+    fams = _families(split, wanted)
+    return [(_best_setting(saved, split, f), 1.0 / len(fams)) for f in fams]
+
+
+def equal_grid_mean(saved: dict[str, Any], split: dict[str, Any]):
+    """No setting is chosen: each family is the mean of its non-null settings."""
+    fams = _families(split)
+    return [(k, 1.0 / len(fams) / len(_family_settings(split, f))) for f in fams for k in _family_settings(split, f)]
+
+
+def shrink_to_best(saved: dict[str, Any], split: dict[str, Any]):
+    """Positive-part James-Stein between the equal ensemble and the best single family: the weight moves toward
+    the best family by max(0, 1 - 1/t^2), t its corrected paired inner gain over the equal ensemble in SEs."""
+    equal = always_equal(saved, split)
+    base = _inner(saved, split, equal)
+    best, t = None, 0.0
+    for k, _ in equal:
+        mean, se = _gain_se(saved, split, _inner(saved, split, [(k, 1.0)]), base)
+        if se > 0 and mean / se > t:
+            best, t = k, mean / se
+    lam = max(0.0, 1.0 - 1.0 / t ** 2) if t > 1 else 0.0
+    return [(k, (1 - lam) * w + (lam if k == best else 0.0)) for k, w in equal]
+
+
+def drop_losers(saved: dict[str, Any], split: dict[str, Any]):
+    """The equal ensemble without the families whose corrected paired inner gain over it is below -1 SE."""
+    equal = always_equal(saved, split)
+    base = _inner(saved, split, equal)
+    keep = []
+    for k, _ in equal:
+        mean, se = _gain_se(saved, split, _inner(saved, split, [(k, 1.0)]), base)
+        if not mean < -se:
+            keep.append(k)
+    keep = keep or [k for k, _ in equal]
+    return [(k, 1.0 / len(keep)) for k in keep]
+
+
+def score_weighted(saved: dict[str, Any], split: dict[str, Any], power: float = 2.0):
+    """Weights proportional to (inner C - 0.5)^power over the families' best settings (equal if none is above)."""
+    equal = always_equal(saved, split)
+    lift = np.array([max(0.0, np.nanmean(_inner(saved, split, [(k, 1.0)])) - 0.5) ** power for k, _ in equal])
+    if lift.sum() <= 0:
+        return equal
+    return [(k, float(w)) for (k, _), w in zip(equal, lift / lift.sum())]
+
+
+def _with_candidates(names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    from train.selection.options import AUTO_DEFAULTS
+
+    every = {**AUTO_DEFAULTS["candidates"], **EXTRA}
+    return {n: every[n] for n in names}
+
+
+def backbone_may_switch(saved: dict[str, Any], split: dict[str, Any]):
+    """issue23-v1's switch rule restricted to the backbone + residual options (evaluated after v2 was adopted)."""
+    settings = {"switch": "any"}
+    choice = _choice(saved, split, **settings)
+    cleared = [n for n, (m, se) in choice["gains_vs_default"].items()
+               if n.startswith("backbone_residual") and m > se + 1e-12]
+    name = max([choice["default"], *cleared], key=lambda n: choice["scores"][n])
+    return [(f"{p['candidate']}#{p['setting']}", float(p["weight"])) for p in choice["options"][name]]
+
+
+RULES: dict[str, Any] = {
+    "current": lambda saved, split: current_rule(saved, split, switch="any"),  # issue23-v1 (the rule then shipped)
+    "always_equal": always_equal,
+    "switch_se_0.5": lambda saved, split: current_rule(saved, split, switch_se=0.5),
+    "switch_se_2": lambda saved, split: current_rule(saved, split, switch_se=2.0),
+    "equal_grid_mean": equal_grid_mean,
+    "shrink_to_best": shrink_to_best,
+    "drop_losers": drop_losers,
+    "score_weighted_2": score_weighted,
+    "current_six_families": lambda saved, split: current_rule(
+        saved, split, candidates=_with_candidates((*DEFAULT_FAMILIES, *EXTRA))),
+    "current_anchor_like_trees": lambda saved, split: current_rule(
+        saved, split, candidates=_with_candidates(("clinical_ridge", "coxnet", "rsf_leaf5", "gbsa_deep"))),
+    "equal_six_families": lambda saved, split: always_equal(saved, split, (*DEFAULT_FAMILIES, *EXTRA)),
+    "backbone_may_switch": backbone_may_switch,
+}
+# Written before any rule above was evaluated: the rule adopted is the one with the highest mean (auto - best
+# anchor) over the development cohorts' CV, among those whose count of cohorts below -0.005 is not above the
+# current rule's; it replaces `current` only if it gains >= 0.002 on that mean. Cohort-held-out (dataOvarian1, one
+# development cohort) is reported, not used to choose.
+ADOPTION_RULE = ("highest development CV mean(auto - best anchor) among rules with no more cohorts below -0.005 "
+                 "than `current`; adopted only if it gains >= 0.002 over `current`")
+
+
+def evaluate(names: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        saved = load(name)
+        stored = json.loads(realdata_confirm.result_path(name).read_text())
+        row: dict[str, Any] = {}
+        for kind in ("cv", "holdout"):
+            splits = [s for s in saved["splits"] if s["kind"] == kind]
+            if not splits or kind not in stored:
+                continue
+            per_split = stored[kind]["splits"]
+            anchors = {a: float(np.mean([per_split[s["name"]][a] for s in splits])) for a in stored[kind]["anchors"]}
+            best = max(anchors.values())
+            rules = {}
+            for rule, fn in RULES.items():
+                cs = [outer_c(saved, s, fn(saved, s)) for s in splits]
+                rules[rule] = round(float(np.mean(cs)) - best, 4)
+            check = [abs(outer_c(saved, s, current_rule(saved, s)) - per_split[s["name"]]["auto"]) for s in splits]
+            row[kind] = {"minus_best_anchor": rules, "best_anchor": round(best, 4),
+                         "stored_rule": stored.get("rule_version", "")[:11],
+                         "shipped_rule_reproduces_stored": bool(max(check) < 1e-9)}
+        out[name] = row
+        print(name, json.dumps(row), flush=True)
+    return out
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    """Per rule and kind: mean, worst and count below -0.005 of (auto - best anchor) over the cohorts."""
+    out: dict[str, Any] = {}
+    for kind in ("cv", "holdout"):
+        rows = [r[kind]["minus_best_anchor"] for r in result.values() if kind in r]
+        if rows:
+            out[kind] = {rule: {"mean": round(float(np.mean([r[rule] for r in rows])), 4),
+                                "worst": round(float(min(r[rule] for r in rows)), 4),
+                                "below_0.005": int(sum(r[rule] < -0.005 for r in rows)), "n": len(rows)}
+                         for rule in RULES}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--collect", nargs="*", help="development cohorts to collect (none named: all)")
+    parser.add_argument("--evaluate", action="store_true")
+    args = parser.parse_args(argv)
+    development = sorted(n for n in realdata_confirm.COHORTS if realdata.group(n) == "development")
+    if args.collect is not None:
+        for name in args.collect or development:
+            if realdata.group(name) != "development":
+                raise SystemExit(f"{name} is a confirmation cohort: rules are developed on development only")
+            collect(name)
+    if args.evaluate:
+        names = [n for n in development if (OUT / f"{n}.json").is_file()]
+        result = evaluate(names)
+        summary = summarise(result)
+        print(json.dumps(summary, indent=1))
+        (OUT / "evaluation.json").write_text(json.dumps({"adoption_rule": ADOPTION_RULE, "summary": summary,
+                                                         "cohorts": result}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
