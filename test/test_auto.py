@@ -79,7 +79,7 @@ def test_auto_selects_on_inner_cohorts_of_the_training_part_only(tmp_path):
     assert any(name.startswith("backbone_residual") for name in choice["scores"])
     # the default rule (switch: networks): without networks the equal ensemble is kept whatever the inner gains
     assert choice["default"] == "ensemble_equal" and choice["chosen"] == "ensemble_equal"
-    assert "a network's mean paired inner gain" in choice["rule"]
+    assert "only a network option may replace it" in choice["rule"]
     # switch: any: kept unless another option's paired gain clears one corrected SE; then the best such
     settings = {**auto_settings("auto", ctx.config), "switch": "any"}
     anyrule = choose(ctx, run_inner(ctx, train, settings, seed=0), settings)

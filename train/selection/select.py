@@ -122,6 +122,10 @@ def rule_text(settings: dict[str, Any]) -> str:
     switch = settings.get("switch", "any")
     if switch == "none":
         return f"per family, {within} among its non-null settings; always the default {settings.get('default')}"
+    if switch == "networks" and not settings.get("networks"):
+        return (f"per family, {within} among its non-null settings; the default {settings.get('default')} (only a "
+                "network option may replace it, `switch: networks`, and none is configured; the other options' "
+                "inner scores are reported, not used)")
     who = "another option's" if switch == "any" else "a network's"
     return (f"per family, {within} among its non-null settings; the default {settings.get('default')} is kept "
             f"unless {who} mean paired inner gain exceeds {float(settings['switch_se']):g} corrected "
