@@ -245,7 +245,10 @@ def run_cohort(name: str, repeats: int | None) -> dict[str, Any]:
     df = load(name)
     out = WORK / name
     shutil.rmtree(out / "work", ignore_errors=True)  # always cold: train resumes from cached records of the same
-    layout = write_layout(name, df, out)             # config, which would hide a change of the code
+    # config, which would hide a change of the code; the layout too: patient folders of another benchmark's layout
+    # of this cohort (other case ids, e.g. without a centre prefix) would join the cohort as duplicates
+    shutil.rmtree(out / "cohort", ignore_errors=True)
+    layout = write_layout(name, df, out)
     config = write_config(name, out, layout, repeats or spec["repeats"])
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "train", str(config), "--steps", "fit", "cv", "export", "report"],
