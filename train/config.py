@@ -354,7 +354,8 @@ def config_hash(config: dict[str, Any]) -> str:
                         if k != "bootstrap" and not (k == "member_repeats" and v == 1)}
     if isinstance(keep.get("auto"), dict):  # worker processes change how fast, not what is fitted
         keep["auto"] = {k: v for k, v in keep["auto"].items() if k != "network_jobs"}
-    from train.selection import AUTO_DEFAULTS  # a changed default rule must not reuse results chosen by the old one
+    # a changed default rule must not reuse the results that the old one chose
+    from train.selection import AUTO_DEFAULTS
 
     keep["auto_defaults"] = {k: v for k, v in AUTO_DEFAULTS.items() if k != "network_jobs"}
     keep["cohort"] = {k: v for k, v in keep.get("cohort", {}).items() if k != "root"}
