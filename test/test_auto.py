@@ -177,6 +177,8 @@ def test_train_cli_with_model_auto_reports_its_choice(tmp_path):
     assert "Automatic model choice" in report and "| coxnet |" in report
     section = report[report.index("Automatic model choice"):]
     assert f"Exported (first member): {chosen}" in section.replace("*", "").split("\n## ")[0]
+    # each member chose on its own training part, which the "why" line says (it once said "the whole cohort")
+    assert "of its own training part, never on its held-out fold" in report and "splits of the whole cohort" not in report
     bundle = load_bundle(tmp_path / "bundle")
     record = parse_clinical({"ki67": 60, "grade": "high"}, bundle.clinical_schema)
     assert np.isfinite(bundle.predict(ModalityInputs(clinical=record)).value)

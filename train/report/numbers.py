@@ -102,11 +102,15 @@ def model_choice(ctx: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
                   for name, row in summary["architectures"].items()}
     chosen = ctx.config.get("model") or {}
     auto = (summary.get("auto") or {}).get("exported")
-    if auto:  # model: auto: the choice was made on inner splits of the whole cohort
-        inner = "leave-one-cohort-out" if auto["inner"] == "loco" else "stratified k-fold"
+    if auto:  # model: auto: each exported member chose on inner splits of its own training part
+        inner = {"loco": "leave-one-cohort-out", "kfold+loco": "stratified k-fold and leave-one-cohort-out"}.get(
+            auto["inner"], "stratified k-fold")
+        counts = (summary.get("auto") or {}).get("member_choices") or {}
+        members = ", ".join(f"{k} ×{v}" for k, v in counts.items()) or auto["chosen"]
         return {"chosen": auto["chosen"], "architecture": chosen,
-                "why": (f"`model: auto` chose {auto['chosen']} on {auto['n_inner_splits']} inner {inner} splits of "
-                        "the whole cohort (no reported fold involved); inner scores: "
+                "why": (f"`model: auto`: each exported member chose on {auto['n_inner_splits']} inner {inner} splits "
+                        f"of its own training part, never on its held-out fold ({members}); the first member's "
+                        "inner scores: "
                         + ", ".join(f"{k} {v:.3f}" for k, v in sorted(auto["scores"].items(), key=lambda kv: -kv[1]))),
                 "rule": auto.get("rule"),
                 "candidates": candidates}
