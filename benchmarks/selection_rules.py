@@ -6,7 +6,7 @@ splits AND on the whole outer training part, and saves every setting's z-scored 
 test risks (runs/selection_rules/<cohort>.json; large, not committed). A rule is a function of the inner risks
 only; its outer C-index then follows without refitting, because an auto option is a weighted sum of z-scored parts.
 `--evaluate` applies each rule in RULES to the saved risks and compares it with the anchors' per-split C-indices
-stored by realdata_confirm (the same folds). The shipped rule (train/selection/ with its defaults) must reproduce
+stored by realdata_confirm (the same folds), and writes benchmarks/results/selection_rules.json. The shipped rule (train/selection/ with its defaults) must reproduce
 the stored per-split auto C-index of a run made with it exactly: the evaluation checks it, so a rule's figure here
 is what `auto` under that rule would report. `current` is issue23-v1 (`switch: any`), the rule when the rules were
 compared; `always_equal` is what issue23-v2 (`switch: networks`) does on cohorts without networks.
@@ -34,6 +34,7 @@ import realdata
 import realdata_confirm
 
 OUT = ROOT / "runs" / "selection_rules"
+RESULT = ROOT / "benchmarks" / "results" / "selection_rules.json"
 # variants offered to the rules besides the default candidates (anchor-like settings of the two tree families)
 EXTRA: dict[str, dict[str, Any]] = {
     "rsf_leaf5": {"family": "rsf", "params": {"min_samples_leaf": [5]}},
@@ -114,8 +115,12 @@ def c_index(saved: dict[str, Any], idx: list[int], risk: np.ndarray) -> float:
 def current_rule(saved: dict[str, Any], split: dict[str, Any], **overrides: Any) -> list[tuple[str, float]]:
     """auto's rule as shipped (train/selection/select.py `choose`) on the saved inner risks; `overrides` change
     its settings (e.g. switch, switch_se, candidates)."""
-    choice = _choice(saved, split, **overrides)
-    return [(f"{p['candidate']}#{p['setting']}", float(p["weight"])) for p in choice["parts"]]
+    return _parts(_choice(saved, split, **overrides)["parts"])
+
+
+def _parts(parts: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """An option's parts as (setting key, weight)."""
+    return [(f"{p['candidate']}#{p['setting']}", float(p["weight"])) for p in parts]
 
 
 def _choice(saved: dict[str, Any], split: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -159,20 +164,23 @@ def _family_settings(split: dict[str, Any], family: str) -> list[str]:
 
 
 def _best_setting(saved: dict[str, Any], split: dict[str, Any], family: str) -> str:
+    """The family's setting `choose` takes (select.best_setting, one_se 0)."""
+    from train.selection.select import best_setting
+
     keys = _family_settings(split, family)
-    return max(keys, key=lambda k: (np.nanmean(_inner(saved, split, [(k, 1.0)])), -int(k.split("#")[1])))
+    scored = [(int(k.split("#")[1]), float(np.nanmean(f)), f) for k in keys if (f := _inner(saved, split, [(k, 1.0)]))]
+    return f"{family}#{best_setting(scored, set(), 0.0)[0]}"
 
 
 def _families(split: dict[str, Any], wanted: tuple[str, ...] = DEFAULT_FAMILIES) -> list[str]:
     return [f for f in wanted if f not in split["dropped"] and any(k.split("#")[0] == f for k in split["inner_val"])]
 
 
-def _gain_se(saved: dict[str, Any], split: dict[str, Any], a: list[float], b: list[float]) -> tuple[float, float]:
-    """Nadeau-Bengio corrected (mean, SE) of the paired inner gain a - b (as select.paired_gain)."""
-    gain = np.asarray(a) - np.asarray(b)
-    gain = gain[np.isfinite(gain)]
-    ratio = float(np.mean([len(va) / max(1, len(tr)) for tr, va in split["inner_splits"]]))
-    return float(gain.mean()), float(gain.std(ddof=1) * np.sqrt(1.0 / len(gain) + ratio))
+def _gain_se(split: dict[str, Any], a: list[float], b: list[float]) -> tuple[float, float]:
+    """Nadeau-Bengio corrected (mean, SE) of the paired inner gain a - b (select.paired_gain)."""
+    from train.selection.select import paired_gain
+
+    return paired_gain(a, b, SimpleNamespace(splits=split["inner_splits"]))
 
 
 def always_equal(saved: dict[str, Any], split: dict[str, Any], wanted: tuple[str, ...] = DEFAULT_FAMILIES):
@@ -193,7 +201,7 @@ def shrink_to_best(saved: dict[str, Any], split: dict[str, Any]):
     base = _inner(saved, split, equal)
     best, t = None, 0.0
     for k, _ in equal:
-        mean, se = _gain_se(saved, split, _inner(saved, split, [(k, 1.0)]), base)
+        mean, se = _gain_se(split, _inner(saved, split, [(k, 1.0)]), base)
         if se > 0 and mean / se > t:
             best, t = k, mean / se
     lam = max(0.0, 1.0 - 1.0 / t ** 2) if t > 1 else 0.0
@@ -206,7 +214,7 @@ def drop_losers(saved: dict[str, Any], split: dict[str, Any]):
     base = _inner(saved, split, equal)
     keep = []
     for k, _ in equal:
-        mean, se = _gain_se(saved, split, _inner(saved, split, [(k, 1.0)]), base)
+        mean, se = _gain_se(split, _inner(saved, split, [(k, 1.0)]), base)
         if not mean < -se:
             keep.append(k)
     keep = keep or [k for k, _ in equal]
@@ -236,7 +244,7 @@ def backbone_may_switch(saved: dict[str, Any], split: dict[str, Any]):
     cleared = [n for n, (m, se) in choice["gains_vs_default"].items()
                if n.startswith("backbone_residual") and m > se + 1e-12]
     name = max([choice["default"], *cleared], key=lambda n: choice["scores"][n])
-    return [(f"{p['candidate']}#{p['setting']}", float(p["weight"])) for p in choice["options"][name]]
+    return _parts(choice["options"][name])
 
 
 # every `current_rule` variant names `switch: any`, the issue23-v1 rule they were compared under
@@ -321,10 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(names)
         summary = summarise(result)
         print(json.dumps(summary, indent=1))
-        (OUT / "evaluation.json").write_text(json.dumps({"adoption_rule": ADOPTION_RULE, "adopted": "always_equal "
-                                                         "(issue23-v2, `switch: networks`)", "added_later": LATER,
-                                                         "summary": summary,
-                                                         "cohorts": result}, indent=1))
+        doc = {"adoption_rule": ADOPTION_RULE, "adopted": "always_equal (issue23-v2, `switch: networks`)",
+               "added_later": LATER, "summary": summary, "cohorts": result}
+        RESULT.write_text(json.dumps(doc, indent=1))
     return 0
 
 

@@ -82,11 +82,12 @@ def test_auto_selects_on_inner_cohorts_of_the_training_part_only(tmp_path):
     assert "only a network option may replace it" in choice["rule"]
     # switch: any: kept unless another option's paired gain clears one corrected SE; then the best such
     settings = {**auto_settings("auto", ctx.config), "switch": "any"}
-    anyrule = choose(ctx, run_inner(ctx, train, settings, seed=0), settings)
+    fits = run_inner(ctx, train, settings, seed=0)  # the switch rule does not change the inner fits
+    anyrule = choose(ctx, fits, settings)
     cleared = [n for n, (m, se) in anyrule["gains_vs_default"].items() if m > se]
     assert anyrule["chosen"] == max(["ensemble_equal", *cleared], key=lambda n: anyrule["scores"][n])
     assert anyrule["gains_vs_default"] == choice["gains_vs_default"]  # the same inner scores, another rule
-    none = choose(ctx, run_inner(ctx, train, {**settings, "switch": "none"}, seed=0), {**settings, "switch": "none"})
+    none = choose(ctx, fits, {**settings, "switch": "none"})
     assert none["chosen"] == "ensemble_equal" and "always the default" in none["rule"]
     assert "ridge#0" in choice["null_settings"]  # the start of the penalty path: all-zero coefficients
     assert choice["settings"]["ridge"]["alpha_ratio"] < 1.0  # ... which is never a family's chosen setting

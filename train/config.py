@@ -170,12 +170,13 @@ class TrainConfig(_Section):
     @classmethod
     def _auto_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         from train.selection import AUTO_DEFAULTS  # the one list of auto's settings
+        from train.selection.options import SWITCHES
 
         unknown = sorted(set(value) - set(AUTO_DEFAULTS))
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} (known: {sorted(AUTO_DEFAULTS)})")
-        if value.get("switch", "any") not in ("any", "networks", "none"):
-            raise ValueError(f"switch: {value['switch']!r} is not one of any, networks, none")
+        if value.get("switch", "any") not in SWITCHES:
+            raise ValueError(f"switch: {value['switch']!r} is not one of {', '.join(SWITCHES)}")
         jobs = value.get("network_jobs", 1)
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"network_jobs: {jobs!r} is not a whole number of worker processes >= 1")

@@ -8,6 +8,8 @@ from typing import Any
 
 from train.classical import FAMILIES
 
+SWITCHES = ("any", "networks", "none")  # `switch`: which options may replace the default
+
 AUTO_DEFAULTS: dict[str, Any] = {
     "modalities": None,  # the modalities the whole choice may use (None: the run's); e.g. [clinical] for a baseline
     # the four diverse anchors; `ridge` on every modality was a near-duplicate of `coxnet` and is no longer offered

@@ -8,7 +8,14 @@ import numpy as np
 
 from train.selection.inner import Inner, run_inner
 from train.selection.networks import network_options
-from train.selection.options import _available, _candidates, _family, auto_settings, configured_within
+from train.selection.options import (
+    SWITCHES,
+    _available,
+    _candidates,
+    _family,
+    auto_settings,
+    configured_within,
+)
 
 
 def best_setting(scored: list[tuple[int, float, list[float]]], null: set[int],
@@ -87,8 +94,8 @@ def choose(ctx: Any, inner: Inner, settings: dict[str, Any]) -> dict[str, Any]:
     gains = {n: paired_gain(o["fold_scores"], options[default]["fold_scores"], inner) for n, o in options.items()
              if n != default}
     switchable = {"any": set(options), "networks": set(networks), "none": set()}.get(settings.get("switch", "any"))
-    if switchable is None:
-        raise ValueError(f"auto.switch: {settings['switch']!r} is not one of any, networks, none")
+    if switchable is None:  # e.g. `model: {name: auto, switch: ...}`, which the config's `auto:` check does not see
+        raise ValueError(f"auto.switch: {settings['switch']!r} is not one of {', '.join(SWITCHES)}")
     cleared = [n for n, (mean, se) in gains.items()
                if n in switchable and mean > float(settings["switch_se"]) * se + 1e-12]
     chosen = settings.get("fixed") or max([default, *cleared], key=lambda n: options[n]["score"])
