@@ -118,6 +118,7 @@ def write_layout(name: str, df: pd.DataFrame, out: Path) -> dict[str, Any]:
 def write_config(name: str, out: Path, layout: dict[str, Any], repeats: int) -> Path:
     spec = COHORTS[name]
     rna = {"scale": "log", "zscore": True, "top_var": spec.get("top_var")}  # SurvSet genes are already log-scale
+    rna.update(spec.get("rna") or {})  # e.g. a preprocessing variant of benchmarks/selection_rules.py --rna
     if spec.get("lean"):  # auto against the anchors only (benchmarks/realdata_confirm.py)
         compare: dict[str, Any] = {}
     elif spec.get("check"):

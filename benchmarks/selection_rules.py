@@ -11,6 +11,10 @@ the stored per-split auto C-index of a run made with it exactly: the evaluation 
 is what `auto` under that rule would report. `current` is issue23-v1 (`switch: any`), the rule when the rules were
 compared; `always_equal` is what issue23-v2 (`switch: networks`) does on cohorts without networks.
 
+`--collect COHORTS --rna VARIANT` collects the same under an RNA preprocessing variant (RNA_VARIANTS, default
+candidates only, into runs/selection_rules/rna_<variant>/); `--evaluate-rna` scores each variant under the shipped
+rule against the stored run (top_var 500) and applies RNA_ADOPTION_RULE (benchmarks/results/rna_preprocessing.json).
+
 Never run on the confirmation group: rules are chosen here, then judged once by realdata_confirm.py.
 A benchmark tool, not a test.
 """
@@ -43,8 +47,18 @@ EXTRA: dict[str, dict[str, Any]] = {
 }
 
 
-def collect(name: str) -> Path:
-    """Every candidate setting's inner validation risks and outer test risks on each benchmark split of `name`."""
+# RNA preprocessing variants (`--rna`), each collected with the default candidates only, into OUT/rna_<variant>/;
+# the benchmark's own setting is top_var 500 (realdata_confirm.py), the one the stored runs used
+RNA_VARIANTS: dict[str, dict[str, Any]] = {
+    "all_genes": {"top_var": None},  # the product's default (preprocess.rna.top_var: null)
+    "top2000": {"top_var": 2000},
+    "top2000_pca128": {"top_var": 2000, "pca": 128},  # train/configs/task3.yaml's setting
+}
+
+
+def collect(name: str, rna: str | None = None) -> Path:
+    """Every candidate setting's inner validation risks and outer test risks on each benchmark split of `name`
+    (with `rna`: under that RNA preprocessing variant, default candidates only)."""
     from train.__main__ import Run
     from train.classical import Target, design, design_rows, fit_blocks
     from train.config import load_config
@@ -55,15 +69,17 @@ def collect(name: str) -> Path:
     from train.selection.options import _available, _candidates, _family, _modalities, auto_settings
 
     spec = realdata_confirm.COHORTS[name]
-    realdata.COHORTS[name] = {**spec, "lean": True}
+    realdata.COHORTS[name] = {**spec, "lean": True, **({"rna": RNA_VARIANTS[rna]} if rna else {})}
     df = realdata.load(name)
-    folder = OUT / name
+    out = OUT / f"rna_{rna}" if rna else OUT
+    folder = out / name
     layout = realdata.write_layout(name, df, folder)
     config = load_config(realdata.write_config(name, folder, layout, spec["repeats"]))
     ctx = Run(config).context()
     data = ctx.data
     settings = auto_settings("auto", config)
-    settings["candidates"] = {**settings["candidates"], **EXTRA}
+    extra = {} if rna else EXTRA
+    settings["candidates"] = {**settings["candidates"], **extra}
     jobs = [(s, 0, "cv") for s in cv_splits(ctx)]
     if config["protocol"].get("cohort_holdout"):
         jobs += [(s, 7, "holdout") for s in cohort_holdout(data.cohorts)]
@@ -95,9 +111,10 @@ def collect(name: str) -> Path:
                        "inner_null": sorted(inner.null), "dropped": inner.dropped, "outer": outer,
                        "outer_null": outer_null, "seconds": round(time.perf_counter() - started, 1)})
         print(f"{name} {kind} {split.name}: {splits[-1]['seconds']} s", flush=True)
-    path = OUT / f"{name}.json"
+    path = out / f"{name}.json"
     path.write_text(json.dumps({"name": name, "time": data.time.tolist(), "event": data.event.tolist(),
-                                "modalities": list(data.modalities), "extra": EXTRA, "splits": splits}))
+                                "modalities": list(data.modalities), "extra": extra, "rna": rna,
+                                "splits": splits}))
     return path
 
 
@@ -300,6 +317,61 @@ def evaluate(names: list[str]) -> dict[str, Any]:
     return out
 
 
+# Written before any RNA variant was evaluated (issue 23, after issue23-v2): the benchmark's RNA setting for cohorts
+# with more than 500 genes (top_var 500) is replaced by the variant with the highest mean (auto - best anchor) over
+# the development cohorts' CV, among the variants with no more cohorts below -0.005 than top_var 500, and only if
+# it gains >= 0.002 over top_var 500 on that mean; `auto` is the shipped rule (issue23-v2) in every variant.
+RNA_ADOPTION_RULE = ("highest development CV mean(auto - best anchor) over the gene-expression cohorts with > 500 "
+                     "genes, among variants with no more cohorts below -0.005 than top_var 500; adopted only if it "
+                     "gains >= 0.002 over top_var 500")
+RNA_RESULT = ROOT / "benchmarks" / "results" / "rna_preprocessing.json"
+
+
+def evaluate_rna() -> dict[str, Any]:
+    """Each collected RNA variant under the shipped rule (the equal ensemble), per development cohort, against the
+    stored run (top_var 500, the same rule and folds) and the stored anchors; plus each family alone at its
+    inner-best setting, to show which family the genes move."""
+    cohorts: dict[str, Any] = {}
+    for folder in sorted(OUT.glob("rna_*")):
+        variant = folder.name[len("rna_"):]
+        for path in sorted(folder.glob("*.json")):
+            saved = json.loads(path.read_text())
+            stored = json.loads(realdata_confirm.result_path(saved["name"]).read_text())
+            splits = [s for s in saved["splits"] if s["kind"] == "cv"]
+            per_split = stored["cv"]["splits"]
+            assert {s["name"] for s in splits} == set(per_split), f"{saved['name']}: other splits than the stored run"
+            anchors = {a: float(np.mean([per_split[s["name"]][a] for s in splits])) for a in stored["cv"]["anchors"]}
+            best = max(anchors.values())
+            row = cohorts.setdefault(saved["name"], {
+                "n": stored["n"], "n_genes": stored["n_genes"], "best_anchor": round(best, 4),
+                "anchor_average": round(anchors["anchor_average"], 4),
+                "top500": {"auto_minus_best_anchor": round(float(np.mean([per_split[s["name"]]["auto"]
+                                                                           for s in splits])) - best, 4)}})
+            auto = [outer_c(saved, s, always_equal(saved, s)) for s in splits]
+            families = {f: round(float(np.mean([outer_c(saved, s, [(_best_setting(saved, s, f), 1.0)])
+                                                for s in splits if f in _families(s)])), 4)
+                        for f in DEFAULT_FAMILIES if any(f in _families(s) for s in splits)}
+            row[variant] = {"auto_minus_best_anchor": round(float(np.mean(auto)) - best, 4), "families_c": families,
+                            "seconds": round(sum(s["seconds"] for s in splits), 1)}
+            print(saved["name"], variant, json.dumps(row[variant]), flush=True)
+    variants = sorted({v for row in cohorts.values() for v in row if isinstance(row[v], dict)})
+    complete = {n: r for n, r in cohorts.items() if all(v in r for v in variants)}
+    summary = {v: {"mean": round(float(np.mean([r[v]["auto_minus_best_anchor"] for r in complete.values()])), 4),
+                   "worst": round(float(min(r[v]["auto_minus_best_anchor"] for r in complete.values())), 4),
+                   "below_0.005": int(sum(r[v]["auto_minus_best_anchor"] < -0.005 for r in complete.values())),
+                   "n": len(complete)} for v in variants} if complete else {}
+    eligible = {v: m for v, m in summary.items()
+                if v != "top500" and m["below_0.005"] <= summary["top500"]["below_0.005"]}
+    best_variant = max(eligible, key=lambda v: eligible[v]["mean"]) if eligible else None
+    adopted = (best_variant if best_variant and eligible[best_variant]["mean"] - summary["top500"]["mean"] >= 0.002
+               else "top500")
+    doc = {"adoption_rule": RNA_ADOPTION_RULE, "variants": {"top500": {"top_var": 500}, **RNA_VARIANTS},
+           "summary": summary, "adopted": adopted, "cohorts": cohorts}
+    RNA_RESULT.write_text(json.dumps(doc, indent=1) + "\n")
+    print(json.dumps(summary, indent=1), "\nadopted:", adopted)
+    return doc
+
+
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
     """Per rule and kind: mean, worst and count below -0.005 of (auto - best anchor) over the cohorts."""
     out: dict[str, Any] = {}
@@ -316,14 +388,18 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--collect", nargs="*", help="development cohorts to collect (none named: all)")
+    parser.add_argument("--rna", choices=sorted(RNA_VARIANTS), help="collect under this RNA preprocessing variant")
     parser.add_argument("--evaluate", action="store_true")
+    parser.add_argument("--evaluate-rna", action="store_true", help="compare the collected RNA variants")
     args = parser.parse_args(argv)
     development = sorted(n for n in realdata_confirm.COHORTS if realdata.group(n) == "development")
     if args.collect is not None:
         for name in args.collect or development:
             if realdata.group(name) != "development":
                 raise SystemExit(f"{name} is a confirmation cohort: rules are developed on development only")
-            collect(name)
+            collect(name, args.rna)
+    if args.evaluate_rna:
+        evaluate_rna()
     if args.evaluate:
         names = [n for n in development if (OUT / f"{n}.json").is_file()]
         result = evaluate(names)

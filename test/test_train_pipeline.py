@@ -144,6 +144,10 @@ def test_train_cv_export_report_resume_and_determinism(task3_cohort, tmp_path, c
     said = capsys.readouterr().out  # the cached results are said to be read, not refitted
     assert f"fit members: {len(bundle.members)} of {len(bundle.members)} read from" in said and "0 fitted now" in said
     assert "cv: " in said and " read from " in said
+    assert "cv: model: Harrell C-index " in said and "(mean ± SD over " in said  # the CV figures on the console
+    assert "cohort-held-out: model tested on " in said
+    again.cv(), again.fit()  # a later step in the same process reuses them and does not say so again
+    assert "read from" not in capsys.readouterr().out
     # Determinism: a fresh work folder (everything retrained) gives byte-identical files.
     fresh = Run(_config(task3_cohort, tmp_path / "work2", tmp_path / "bundle_c"))
     fresh.cv()

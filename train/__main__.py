@@ -93,6 +93,8 @@ class Run:
         log.info("cohort %s: %d patients, modalities %s, config %s", source, len(self.patients), self.modalities,
                  self.hash)
         self._ctx = None
+        self._cv: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None  # each step's results, computed
+        self._members: list[dict[str, Any]] | None = None  # once per process (later steps reuse them)
 
     def _genes(self, base: Path) -> list[str]:
         from train.cohort import gene_list_from_cohort
@@ -161,13 +163,21 @@ class Run:
     def fit(self) -> list[dict[str, Any]]:
         from train.protocol import fit_members
 
-        return fit_members(self.context())
+        if self._members is None:
+            self._members = fit_members(self.context())
+        return self._members
 
     def cv(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         from train.protocol import run_cv, run_holdout
+        from train.report.numbers import cv_lines
 
-        ctx = self.context()
-        return run_cv(ctx), run_holdout(ctx)
+        if self._cv is None:
+            ctx = self.context()
+            self._cv = (run_cv(ctx), run_holdout(ctx))
+            for line in cv_lines(*self._cv, ctx.survival):
+                log.info("%s", line)
+                print(line)
+        return self._cv
 
     def export(self) -> Path:
         from train.export import export

@@ -36,6 +36,30 @@ def metric_ci(ctx: RunContext, idx: list[int], risk: np.ndarray, n_boot: int) ->
     return bootstrap_ci(metric_fn(ctx), first, second, np.asarray(risk), n_boot=n_boot, seed=0)
 
 
+def cv_lines(cv: list[dict[str, Any]], holdout: list[dict[str, Any]], survival: bool) -> list[str]:
+    """The CV step's figures for the console and train.log: each architecture's fold mean ± SD, each
+    cohort-held-out split; the report adds the rest (pooled CIs, Uno's C, td-AUC, IBS, D-calibration)."""
+    metric = "Harrell C-index" if survival else "ROC AUC"
+
+    def value(x: float) -> str:
+        return "undefined" if not np.isfinite(x) else f"{x:.3f}"
+
+    lines = []
+    for arch in dict.fromkeys(r["arch"] for r in cv):
+        folds = np.array([r["metric"] for r in cv if r["arch"] == arch], float)
+        finite = folds[np.isfinite(folds)]
+        summary = (f"{np.mean(finite):.3f} ± {np.std(finite):.3f} (mean ± SD over {len(finite)} test folds"
+                   + (f"; {len(folds) - len(finite)} undefined" if len(finite) < len(folds) else "") + ")"
+                   if len(finite) else "undefined in every fold")
+        lines.append(f"cv: {arch}: {metric} {summary}")
+    for r in holdout:
+        lines.append(f"cohort-held-out: {r['arch']} tested on {r['split']} ({len(r['test'])} patients): {metric} "
+                     f"{value(float(r['metric']))}")
+    if lines:
+        lines.append("cv: the report step adds the pooled 95% CIs, Uno's C, td-AUC, IBS and D-calibration")
+    return lines
+
+
 def modality_label(per_fold: list[list[str]]) -> str:
     """What the folds' models used: one combination, or each combination with its fold count when they differ
     (an automatic choice can pick clinical-only in one fold and all modalities in another)."""
