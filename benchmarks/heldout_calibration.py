@@ -66,7 +66,8 @@ def curve_grid(train_time: np.ndarray, train_event: np.ndarray) -> np.ndarray:
 
 
 def run_task(task: int, work: Path, out: Path, n_train: int, n_heldout: int, seed: int,
-             member_repeats: int | None = None, clip_mad: float | str | None = "default") -> dict[str, Any]:
+             member_repeats: int | None = None, clip_mad: float | str | None = "default",
+             rna: dict[str, Any] | None = None) -> dict[str, Any]:
     from chimera_surv import synthetic
     from chimera_surv.bundle import load_bundle
     from chimera_surv.make_cases import write_training_cohort
@@ -80,6 +81,8 @@ def run_task(task: int, work: Path, out: Path, n_train: int, n_heldout: int, see
     overrides: dict[str, Any] = {"protocol": {"member_repeats": member_repeats}} if member_repeats else {}
     if clip_mad != "default":  # survival_curve.clip_mad is export-only: the members are reused
         overrides["survival_curve"] = {"clip_mad": clip_mad}
+    if rna is not None:  # another preprocess.rna for the bundle (a variant compared on development draws)
+        overrides["preprocess"] = {"rna": rna}
     bundle_dir = train_task(task, work, out, n_train, seed, overrides=overrides or None, compare=False)
     train_s = time.perf_counter() - started
     bundle = load_bundle(bundle_dir)
@@ -216,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="protocol.member_repeats for the bundle (default: the demo config's)")
     parser.add_argument("--clip-mad", default="default",
                         help="survival_curve.clip_mad for the bundle: a number, none, or default (the config's)")
+    parser.add_argument("--rna", type=json.loads, default=None,
+                        help='preprocess.rna for the bundle as JSON, e.g. \'{"log1p": true, "top_k": 100}\' '
+                             "(default: the demo config's)")
     parser.add_argument("--oracle-seeds", type=int, nargs="+", default=None,
                         help="instead of training: the planted risk through the same check on these draws")
     parser.add_argument("--result", type=Path, default=RESULT)
@@ -241,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                            "tasks": {}}
     for task in args.tasks:
         doc["tasks"][str(task)] = run_task(task, args.work, args.out, args.n_train or DEMO_SIZES[task],
-                                           args.n_heldout, args.seed, args.member_repeats, _clip(args.clip_mad))
+                                           args.n_heldout, args.seed, args.member_repeats, _clip(args.clip_mad),
+                                           args.rna)
         ev = doc["tasks"][str(task)].get("evaluation") or {}
         print(f"task {task}: harrell C {ev.get('harrell_c')} (× oracle {doc['tasks'][str(task)].get('ratio_to_oracle')}), "
               f"IBS {ev.get('ibs')} (KM {ev.get('ibs_km')}), "
