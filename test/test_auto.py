@@ -5,6 +5,7 @@ that loads, predicts, degrades when a modality is missing, and two runs write by
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -146,7 +147,7 @@ def test_binary_task_auto_gives_a_probability(tmp_path):
     assert bundle.output_kind == "probability" and 0 < prediction.value < 1
 
 
-def test_train_cli_with_model_auto_reports_its_choice(tmp_path):
+def test_train_cli_with_model_auto_reports_its_choice(tmp_path, capsys):
     """`python -m train` with `model: auto` on a new user's cohort (own schema and genes): CV, members, bundle,
     and a report that says what auto chose and on which inner scores."""
     from train.__main__ import main
@@ -172,6 +173,11 @@ def test_train_cli_with_model_auto_reports_its_choice(tmp_path):
         f"auto: {json.dumps({k: v for k, v in SMALL.items() if k != 'wsi_components'})}\n"
         "compare: {coxnet: {family: coxnet}}\n")
     assert main([str(tmp_path / "config.yaml"), "--steps", "fit", "cv", "export", "report"]) == 0
+    said = capsys.readouterr().out  # the CV figures and each fold's choice on the console (and in train.log)
+    assert re.search(r"cv: model: Harrell C-index 0\.\d{3} ± 0\.\d{3} \(mean ± SD over 3 test folds\); chose "
+                     r"\S+ in \d of 3", said)
+    assert "read from" not in said  # export and report reuse this process's fit and cv, they do not re-read them
+    assert "; chose " in (tmp_path / "work" / "train.log").read_text()
     report = (tmp_path / "work" / "report" / "report.md").read_text()
     chosen = json.loads((tmp_path / "work" / "members" / "r0f0.json").read_text())["auto"]["chosen"]
     # the report's own wording and markup belong to train/report/; here: the section exists and names the choice

@@ -51,6 +51,10 @@ def cv_lines(cv: list[dict[str, Any]], holdout: list[dict[str, Any]], survival: 
         summary = (f"{np.mean(finite):.3f} ± {np.std(finite):.3f} (mean ± SD over {len(finite)} test folds"
                    + (f"; {len(folds) - len(finite)} undefined" if len(finite) < len(folds) else "") + ")"
                    if len(finite) else "undefined in every fold")
+        chosen = [(r.get("auto") or {}).get("chosen") for r in cv if r["arch"] == arch]
+        if all(chosen):  # an automatic choice: what each fold's inner CV picked
+            summary += "; chose " + ", ".join(f"{c} in {chosen.count(c)} of {len(chosen)}"
+                                              for c in dict.fromkeys(chosen))
         lines.append(f"cv: {arch}: {metric} {summary}")
     for r in holdout:
         lines.append(f"cohort-held-out: {r['arch']} tested on {r['split']} ({len(r['test'])} patients): {metric} "
