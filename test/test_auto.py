@@ -177,6 +177,8 @@ def test_train_cli_with_model_auto_reports_its_choice(tmp_path, capsys):
     assert re.search(r"cv: model: Harrell C-index 0\.\d{3} ± 0\.\d{3} \(mean ± SD over 3 test folds\); chose "
                      r"\S+ in \d of 3", said)
     assert "read from" not in said  # export and report reuse this process's fit and cv, they do not re-read them
+    assert "cohort-held-out: none: the data hold fewer than two cohorts" in said  # one cohort: said, not silent
+    assert f"export: bundle written to {(tmp_path / 'bundle').resolve()}" in said
     assert "; chose " in (tmp_path / "work" / "train.log").read_text()
     report = (tmp_path / "work" / "report" / "report.md").read_text()
     chosen = json.loads((tmp_path / "work" / "members" / "r0f0.json").read_text())["auto"]["chosen"]

@@ -223,3 +223,18 @@ def test_a_time_column_named_in_another_unit_gets_one_note(column, unit):
         assert note is None
     else:
         assert note.startswith("NOTE time column") and f"looks like {unit}" in note and "months" in note
+
+
+def test_the_default_bundle_folder_sits_beside_the_config_file(gbsg2: pd.DataFrame, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """Like `work_dir` and the table, the default `out` is relative to the config file, not the current folder
+    (a new user running from another folder found the bundle in that folder)."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    gbsg2.to_csv(folder / "cohort.csv", index=False)
+    (folder / "config.yaml").write_text("task: survival\ncohort: {table: cohort.csv}\nwork_dir: work\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run = Run(load_config(folder / "config.yaml"))
+    assert run.out == (folder / "model" / "cohort-survival").resolve()
+    assert run.work == (folder / "work").resolve()

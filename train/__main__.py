@@ -55,7 +55,8 @@ class Run:
         self.task = task_from_config(config)  # CHIMERA task 1/2/3, or a generic survival/binary task
         self.survival = self.task.is_survival
         self.work = resolve_path(config["work_dir"], base)
-        self.out = resolve_path(config["out"], base) if config.get("out") else Path("model") / self.task.name
+        # the default bundle folder sits beside the config like every other relative path (it was the current folder)
+        self.out = resolve_path(config.get("out") or f"model/{self.task.name}", base)
         self.encoder_root = resolve_path(config.get("encoder_root"), base)
         if str(config.get("device", "cpu")).startswith("cuda"):
             import torch
@@ -174,7 +175,8 @@ class Run:
         if self._cv is None:
             ctx = self.context()
             self._cv = (run_cv(ctx), run_holdout(ctx))
-            for line in cv_lines(*self._cv, ctx.survival):
+            wanted = bool(self.config["protocol"].get("cohort_holdout", True))
+            for line in cv_lines(*self._cv, ctx.survival, holdout_wanted=wanted):
                 log.info("%s", line)
                 print(line)
         return self._cv
@@ -189,7 +191,7 @@ class Run:
             summary = cv_summary(ctx, *self.cv())
         recipe = self.config["recipe"] if "wsi" in self.modalities else None
         path = export(ctx, self.fit(), self.out, recipe, self.genes, summary)
-        print(f"export: bundle written to {path}")
+        print(f"export: bundle written to {Path(path).resolve()}")
         return path
 
     def report(self) -> Path:

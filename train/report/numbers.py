@@ -36,9 +36,11 @@ def metric_ci(ctx: RunContext, idx: list[int], risk: np.ndarray, n_boot: int) ->
     return bootstrap_ci(metric_fn(ctx), first, second, np.asarray(risk), n_boot=n_boot, seed=0)
 
 
-def cv_lines(cv: list[dict[str, Any]], holdout: list[dict[str, Any]], survival: bool) -> list[str]:
+def cv_lines(cv: list[dict[str, Any]], holdout: list[dict[str, Any]], survival: bool,
+             holdout_wanted: bool = False) -> list[str]:
     """The CV step's figures for the console and train.log: each architecture's fold mean ± SD, each
-    cohort-held-out split; the report adds the rest (pooled CIs, Uno's C, td-AUC, IBS, D-calibration)."""
+    cohort-held-out split (or why there is none, when `holdout_wanted`); the report adds the rest (pooled CIs,
+    Uno's C, td-AUC, IBS, D-calibration)."""
     metric = "Harrell C-index" if survival else "ROC AUC"
 
     def value(x: float) -> str:
@@ -59,6 +61,8 @@ def cv_lines(cv: list[dict[str, Any]], holdout: list[dict[str, Any]], survival: 
     for r in holdout:
         lines.append(f"cohort-held-out: {r['arch']} tested on {r['split']} ({len(r['test'])} patients): {metric} "
                      f"{value(float(r['metric']))}")
+    if holdout_wanted and not holdout and cv:
+        lines.append("cohort-held-out: none: the data hold fewer than two cohorts of at least 5 patients")
     if lines:
         lines.append("cv: the report step adds the pooled 95% CIs, Uno's C, td-AUC, IBS and D-calibration")
     return lines
