@@ -191,7 +191,7 @@ class Run:
             summary = cv_summary(ctx, *self.cv())
         recipe = self.config["recipe"] if "wsi" in self.modalities else None
         path = export(ctx, self.fit(), self.out, recipe, self.genes, summary)
-        print(f"export: bundle written to {Path(path).resolve()}")
+        print(f"export: bundle written to {path.resolve()}")
         return path
 
     def report(self) -> Path:

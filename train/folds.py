@@ -67,7 +67,10 @@ def inner_split(indices: tuple[int, ...] | list[int], outcome: list[int], cohort
     return sorted(int(i) for i in indices[train]), sorted(int(i) for i in indices[val])
 
 
-def cohort_holdout(cohorts: list[str], min_size: int = 5) -> list[Split]:
+HOLDOUT_MIN_SIZE = 5  # patients a cohort needs to be held out (or to train the others' held-out split)
+
+
+def cohort_holdout(cohorts: list[str], min_size: int = HOLDOUT_MIN_SIZE) -> list[Split]:
     """Train on every other cohort, test on one (3A → 3B and back); needs at least two cohorts of `min_size`."""
     names = sorted(c for c, n in Counter(cohorts).items() if n >= min_size)
     if len(names) < 2:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from chimera_surv.survival.metrics import bootstrap_ci, harrell_c
+from train.folds import HOLDOUT_MIN_SIZE
 from train.protocol import RunContext
 
 
@@ -48,12 +49,13 @@ def cv_lines(cv: list[dict[str, Any]], holdout: list[dict[str, Any]], survival: 
 
     lines = []
     for arch in dict.fromkeys(r["arch"] for r in cv):
-        folds = np.array([r["metric"] for r in cv if r["arch"] == arch], float)
+        rows = [r for r in cv if r["arch"] == arch]
+        folds = np.array([r["metric"] for r in rows], float)
         finite = folds[np.isfinite(folds)]
         summary = (f"{np.mean(finite):.3f} ± {np.std(finite):.3f} (mean ± SD over {len(finite)} test folds"
                    + (f"; {len(folds) - len(finite)} undefined" if len(finite) < len(folds) else "") + ")"
                    if len(finite) else "undefined in every fold")
-        chosen = [(r.get("auto") or {}).get("chosen") for r in cv if r["arch"] == arch]
+        chosen = [(r.get("auto") or {}).get("chosen") for r in rows]
         if all(chosen):  # an automatic choice: what each fold's inner CV picked
             summary += "; chose " + ", ".join(f"{c} in {chosen.count(c)} of {len(chosen)}"
                                               for c in dict.fromkeys(chosen))
@@ -62,7 +64,8 @@ def cv_lines(cv: list[dict[str, Any]], holdout: list[dict[str, Any]], survival: 
         lines.append(f"cohort-held-out: {r['arch']} tested on {r['split']} ({len(r['test'])} patients): {metric} "
                      f"{value(float(r['metric']))}")
     if holdout_wanted and not holdout and cv:
-        lines.append("cohort-held-out: none: the data hold fewer than two cohorts of at least 5 patients")
+        lines.append("cohort-held-out: none: the data hold fewer than two cohorts of at least "
+                     f"{HOLDOUT_MIN_SIZE} patients")
     if lines:
         lines.append("cv: the report step adds the pooled 95% CIs, Uno's C, td-AUC, IBS and D-calibration")
     return lines
