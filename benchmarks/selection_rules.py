@@ -44,6 +44,7 @@ EXTRA: dict[str, dict[str, Any]] = {
     "rsf_leaf5": {"family": "rsf", "params": {"min_samples_leaf": [5]}},
     "gbsa_deep": {"family": "gbsa", "params": {"stages": [100], "max_depth": 3, "subsample": 1.0,
                                                "min_samples_leaf": 1, "max_features": None}},
+    "est": {"family": "rsf", "params": {"extra": True}},  # extremely randomised survival trees, leaf 8
 }
 
 
@@ -280,6 +281,11 @@ RULES: dict[str, Any] = {
         saved, split, switch="any", candidates=_with_candidates(("clinical_ridge", "coxnet", "rsf_leaf5", "gbsa_deep"))),
     "equal_six_families": lambda saved, split: always_equal(saved, split, (*DEFAULT_FAMILIES, *EXTRA)),
     "backbone_may_switch": backbone_may_switch,
+    # round 2 (after issue23-v2): the equal ensemble over other tree families, judged by ROUND2_ADOPTION_RULE
+    "equal_est_added": lambda saved, split: always_equal(saved, split, (*DEFAULT_FAMILIES, "est")),
+    "equal_est_for_rsf": lambda saved, split: always_equal(saved, split, ("clinical_ridge", "coxnet", "est", "gbsa")),
+    "equal_anchor_like_trees": lambda saved, split: always_equal(
+        saved, split, ("clinical_ridge", "coxnet", "rsf_leaf5", "gbsa_deep")),
 }
 # Written before any rule above was evaluated: the rule adopted is the one with the highest mean (auto - best
 # anchor) over the development cohorts' CV, among those whose count of cohorts below -0.005 is not above the
@@ -287,6 +293,12 @@ RULES: dict[str, Any] = {
 # development cohort) is reported, not used to choose.
 LATER = {"backbone_may_switch": "evaluated after issue23-v2 (always_equal) had been adopted: +0.0008 over it on the "
                                 "development CV mean, under the 0.002 threshold, so not adopted"}
+# Written before any round-2 rule was evaluated (2026-12-04), against the shipped rule rather than issue23-v1
+ROUND2 = ("equal_est_added", "equal_est_for_rsf", "equal_anchor_like_trees")
+ROUND2_ADOPTION_RULE = ("round 2: highest development CV mean(auto - best anchor) among ROUND2 rules with no more "
+                        "cohorts below -0.005 than `always_equal` (issue23-v2, shipped); adopted only if it gains "
+                        ">= 0.002 over `always_equal`; then judged once on the confirmation cohorts by "
+                        "realdata_confirm.py, before and after recorded")
 ADOPTION_RULE = ("highest development CV mean(auto - best anchor) among rules with no more cohorts below -0.005 "
                  "than `current`; adopted only if it gains >= 0.002 over `current`")
 
@@ -405,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(names)
         summary = summarise(result)
         print(json.dumps(summary, indent=1))
-        doc = {"adoption_rule": ADOPTION_RULE, "adopted": "always_equal (issue23-v2, `switch: networks`)",
+        doc = {"adoption_rule": ADOPTION_RULE, "round2_adoption_rule": ROUND2_ADOPTION_RULE, "adopted": "always_equal (issue23-v2, `switch: networks`)",
                "added_later": LATER, "summary": summary, "cohorts": result}
         RESULT.write_text(json.dumps(doc, indent=1))
     return 0
