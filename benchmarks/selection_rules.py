@@ -15,6 +15,9 @@ compared; `always_equal` is what issue23-v2 (`switch: networks`) does on cohorts
 candidates only, into runs/selection_rules/rna_<variant>/); `--evaluate-rna` scores each variant under the shipped
 rule against the stored run (top_var 500) and applies RNA_ADOPTION_RULE (benchmarks/results/rna_preprocessing.json).
 
+Round 2 (ROUND2, after issue23-v2 shipped): equal ensembles over other tree families, among them Extra Survival
+Trees (`est`); ROUND2_ADOPTION_RULE, written before they ran, compares them with the shipped `always_equal`.
+
 Never run on the confirmation group: rules are chosen here, then judged once by realdata_confirm.py.
 A benchmark tool, not a test.
 """
@@ -44,8 +47,9 @@ EXTRA: dict[str, dict[str, Any]] = {
     "rsf_leaf5": {"family": "rsf", "params": {"min_samples_leaf": [5]}},
     "gbsa_deep": {"family": "gbsa", "params": {"stages": [100], "max_depth": 3, "subsample": 1.0,
                                                "min_samples_leaf": 1, "max_features": None}},
-    "est": {"family": "rsf", "params": {"extra": True}},  # extremely randomised survival trees, leaf 8
+    "est": {"family": "rsf", "params": {"extra": True}},  # extremely randomised survival trees, leaf 8 (round 2)
 }
+ANCHOR_LIKE = ("rsf_leaf5", "gbsa_deep")  # the two extras of the first round (the "six families")
 
 
 # RNA preprocessing variants (`--rna`), each collected with the default candidates only, into OUT/rna_<variant>/;
@@ -89,7 +93,7 @@ def collect(name: str, rna: str | None = None) -> Path:
         started = time.perf_counter()
         train, test = list(split.train), list(split.test)
         seed = _split_seed(config, split, salt)
-        inner = run_inner(ctx, train, settings, seed)
+        inner = run_inner(ctx, train, settings, seed, also_predict=test)
         enc = encode_fold(data, train, ctx.schema, config)
         rows, present = design_rows(enc, data, data.modalities, settings["pools"])
         y = Target.of(data, train, True)
@@ -110,7 +114,9 @@ def collect(name: str, rna: str | None = None) -> Path:
                        "inner_splits": inner.splits, "inner_kinds": inner.kinds,
                        "inner_val": {k: [v.tolist() for v in vs] for k, vs in inner.val.items()},
                        "inner_null": sorted(inner.null), "dropped": inner.dropped, "outer": outer,
-                       "outer_null": outer_null, "seconds": round(time.perf_counter() - started, 1)})
+                       "outer_null": outer_null,
+                       "inner_test": {k: [v.tolist() for v in vs] for k, vs in inner.also.items()},
+                       "seconds": round(time.perf_counter() - started, 1)})
         print(f"{name} {kind} {split.name}: {splits[-1]['seconds']} s", flush=True)
     path = out / f"{name}.json"
     path.write_text(json.dumps({"name": name, "time": data.time.tolist(), "event": data.event.tolist(),
@@ -159,8 +165,22 @@ def _choice(saved: dict[str, Any], split: dict[str, Any], **overrides: Any) -> d
 
 
 def outer_c(saved: dict[str, Any], split: dict[str, Any], parts: list[tuple[str, float]]) -> float:
-    risk = sum(w * np.asarray(split["outer"][k]) for k, w in parts)
+    risk = sum(w * _outer_risk(split, k) for k, w in parts)
     return c_index(saved, split["test"], np.asarray(risk, float))
+
+
+COMMITTEE = "committee:"  # a part key prefix: that setting's inner k-fold models averaged, instead of its refit
+
+
+def _outer_risk(split: dict[str, Any], key: str) -> np.ndarray:
+    """A setting's z-scored risk on the outer test part: its refit on the whole training part, or (`committee:`)
+    the mean of its models fitted on the k-fold inner training parts (each z-scored on its own training part),
+    the way a bundle averages members fitted on CV training parts."""
+    if not key.startswith(COMMITTEE):
+        return np.asarray(split["outer"][key])
+    key = key[len(COMMITTEE):]
+    kfold = [s for s, kind in enumerate(split["inner_kinds"]) if kind == "kfold"]
+    return np.mean([np.asarray(split["inner_test"][key][s]) for s in kfold], axis=0)
 
 
 DEFAULT_FAMILIES = ("clinical_ridge", "coxnet", "rsf", "gbsa")
@@ -265,6 +285,15 @@ def backbone_may_switch(saved: dict[str, Any], split: dict[str, Any]):
     return _parts(choice["options"][name])
 
 
+def committee_equal(saved: dict[str, Any], split: dict[str, Any], refit_share: float = 0.0):
+    """The equal ensemble, each family's chosen setting averaged over its inner k-fold models (`refit_share` of
+    its weight stays on the refit)."""
+    parts = []
+    for k, w in always_equal(saved, split):
+        parts += [(f"{COMMITTEE}{k}", w * (1 - refit_share))] + ([(k, w * refit_share)] if refit_share else [])
+    return parts
+
+
 # every `current_rule` variant names `switch: any`, the issue23-v1 rule they were compared under
 RULES: dict[str, Any] = {
     "current": lambda saved, split: current_rule(saved, split, switch="any"),  # issue23-v1 (the rule then shipped)
@@ -276,16 +305,19 @@ RULES: dict[str, Any] = {
     "drop_losers": drop_losers,
     "score_weighted_2": score_weighted,
     "current_six_families": lambda saved, split: current_rule(
-        saved, split, switch="any", candidates=_with_candidates((*DEFAULT_FAMILIES, *EXTRA))),
+        saved, split, switch="any", candidates=_with_candidates((*DEFAULT_FAMILIES, *ANCHOR_LIKE))),
     "current_anchor_like_trees": lambda saved, split: current_rule(
         saved, split, switch="any", candidates=_with_candidates(("clinical_ridge", "coxnet", "rsf_leaf5", "gbsa_deep"))),
-    "equal_six_families": lambda saved, split: always_equal(saved, split, (*DEFAULT_FAMILIES, *EXTRA)),
+    "equal_six_families": lambda saved, split: always_equal(saved, split, (*DEFAULT_FAMILIES, *ANCHOR_LIKE)),
     "backbone_may_switch": backbone_may_switch,
     # round 2 (after issue23-v2): the equal ensemble over other tree families, judged by ROUND2_ADOPTION_RULE
     "equal_est_added": lambda saved, split: always_equal(saved, split, (*DEFAULT_FAMILIES, "est")),
     "equal_est_for_rsf": lambda saved, split: always_equal(saved, split, ("clinical_ridge", "coxnet", "est", "gbsa")),
     "equal_anchor_like_trees": lambda saved, split: always_equal(
         saved, split, ("clinical_ridge", "coxnet", "rsf_leaf5", "gbsa_deep")),
+    # round 3 (after round 2): the same equal ensemble, predicted by a committee of the inner k-fold models
+    "committee_equal": committee_equal,
+    "committee_half_refit": lambda saved, split: committee_equal(saved, split, 0.5),
 }
 # Written before any rule above was evaluated: the rule adopted is the one with the highest mean (auto - best
 # anchor) over the development cohorts' CV, among those whose count of cohorts below -0.005 is not above the
@@ -299,6 +331,11 @@ ROUND2_ADOPTION_RULE = ("round 2: highest development CV mean(auto - best anchor
                         "cohorts below -0.005 than `always_equal` (issue23-v2, shipped); adopted only if it gains "
                         ">= 0.002 over `always_equal`; then judged once on the confirmation cohorts by "
                         "realdata_confirm.py, before and after recorded")
+# Written before any round-3 rule was evaluated (2026-12-04): the shipped bundle already averages members fitted
+# on CV training parts, while a CV fold's `auto` is one refit; does a committee of inner models rank better?
+ROUND3 = ("committee_equal", "committee_half_refit")
+ROUND3_ADOPTION_RULE = ("round 3: as round 2, among ROUND3 rules against `always_equal`: adopted only with a gain "
+                        ">= 0.002 on the development CV mean and no more cohorts below -0.005")
 ADOPTION_RULE = ("highest development CV mean(auto - best anchor) among rules with no more cohorts below -0.005 "
                  "than `current`; adopted only if it gains >= 0.002 over `current`")
 
@@ -372,16 +409,20 @@ def evaluate_rna() -> dict[str, Any]:
                    "worst": round(float(min(r[v]["auto_minus_best_anchor"] for r in complete.values())), 4),
                    "below_0.005": int(sum(r[v]["auto_minus_best_anchor"] < -0.005 for r in complete.values())),
                    "n": len(complete)} for v in variants} if complete else {}
-    eligible = {v: m for v, m in summary.items()
-                if v != "top500" and m["below_0.005"] <= summary["top500"]["below_0.005"]}
-    best_variant = max(eligible, key=lambda v: eligible[v]["mean"]) if eligible else None
-    adopted = (best_variant if best_variant and eligible[best_variant]["mean"] - summary["top500"]["mean"] >= 0.002
-               else "top500")
+    adopted = adopt(summary, "top500", [v for v in summary if v != "top500"])
     doc = {"adoption_rule": RNA_ADOPTION_RULE, "variants": {"top500": {"top_var": 500}, **RNA_VARIANTS},
            "summary": summary, "adopted": adopted, "cohorts": cohorts}
     RNA_RESULT.write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(summary, indent=1), "\nadopted:", adopted)
     return doc
+
+
+def adopt(summary: dict[str, dict[str, Any]], baseline: str, options: list[str], gain: float = 0.002) -> str:
+    """The pre-written adoption rules' shared decision: the option with the highest mean among those with no more
+    cohorts below -0.005 than `baseline`, if it gains >= `gain` over the baseline's mean; else the baseline."""
+    eligible = [o for o in options if summary[o]["below_0.005"] <= summary[baseline]["below_0.005"]]
+    best = max(eligible, key=lambda o: summary[o]["mean"]) if eligible else None
+    return best if best and summary[best]["mean"] - summary[baseline]["mean"] >= gain else baseline
 
 
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
@@ -417,8 +458,14 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(names)
         summary = summarise(result)
         print(json.dumps(summary, indent=1))
-        doc = {"adoption_rule": ADOPTION_RULE, "round2_adoption_rule": ROUND2_ADOPTION_RULE, "adopted": "always_equal (issue23-v2, `switch: networks`)",
-               "added_later": LATER, "summary": summary, "cohorts": result}
+        round2 = adopt(summary["cv"], "always_equal", list(ROUND2))
+        round3 = adopt(summary["cv"], "always_equal", list(ROUND3))
+        print("round 2 adopts:", round2, "; round 3 adopts:", round3)
+        doc = {"adoption_rule": ADOPTION_RULE, "adopted": "always_equal (issue23-v2, `switch: networks`)",
+               "added_later": LATER,
+               "round2": {"adoption_rule": ROUND2_ADOPTION_RULE, "rules": list(ROUND2), "adopted": round2},
+               "round3": {"adoption_rule": ROUND3_ADOPTION_RULE, "rules": list(ROUND3), "adopted": round3},
+               "summary": summary, "cohorts": result}
         RESULT.write_text(json.dumps(doc, indent=1))
     return 0
 

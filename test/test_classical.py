@@ -23,13 +23,19 @@ X_NEW = RNG.normal(size=(40, 5)) * 1.5
 
 def test_tree_exports_equal_library_predictions():
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
-    from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
+    from sksurv.ensemble import ExtraSurvivalTrees, GradientBoostingSurvivalAnalysis, RandomSurvivalForest
 
     y = Surv.from_arrays(EVENT, TIME)
     rsf = RandomSurvivalForest(n_estimators=15, min_samples_leaf=4, low_memory=True, random_state=0).fit(X, y)
     ours = TreeEnsemblePredictor.from_sklearn_trees([e.tree_ for e in rsf.estimators_], 5,
                                                     [e.tree_.value[:, 0, 0] for e in rsf.estimators_], reduce="mean")
     np.testing.assert_allclose(ours.predict(X_NEW), rsf.predict(X_NEW), atol=1e-6, rtol=0)
+    # the family's `extra: true` (no time binning here) is ExtraSurvivalTrees, exported the same way
+    est = ExtraSurvivalTrees(n_estimators=100, min_samples_leaf=8, low_memory=True, random_state=0).fit(X, y)
+    family = FAMILIES.build({"name": "rsf", "extra": True, "time_bins": None})
+    exported = family.fit_grid(X, Target(True, TIME, EVENT, LABEL), seed=0)[0]
+    np.testing.assert_allclose(exported.predict(X_NEW), est.predict(X_NEW), atol=1e-6, rtol=0)
+    assert not np.allclose(exported.predict(X_NEW), rsf.predict(X_NEW))
     gbsa = GradientBoostingSurvivalAnalysis(n_estimators=30, max_depth=2, subsample=0.8, random_state=0).fit(X, y)
     np.testing.assert_allclose(gb_predictor(gbsa, 5).predict(X_NEW), gbsa.predict(X_NEW), atol=1e-6, rtol=0)
     staged = list(gbsa.staged_predict(X_NEW))[9]
@@ -44,11 +50,12 @@ def test_tree_exports_equal_library_predictions():
 
 
 @pytest.mark.parametrize("survival", [True, False])
-@pytest.mark.parametrize("family", ["ridge", "coxnet", "rsf", "gbsa"])
-def test_every_family_fits_a_grid_that_ranks_patients(family, survival):
+@pytest.mark.parametrize("spec", [{"name": "ridge"}, {"name": "coxnet"}, {"name": "rsf", "n_estimators": 20},
+                                  {"name": "rsf", "n_estimators": 20, "extra": True}, {"name": "gbsa"}])
+def test_every_family_fits_a_grid_that_ranks_patients(spec, survival):
     from train.fit import score  # noqa: F401  (the metric the inner CV uses)
 
-    fam = FAMILIES.build({"name": family, **({"n_estimators": 20} if family == "rsf" else {})})
+    fam = FAMILIES.build(spec)
     predictors = fam.fit_grid(X, Target(survival, TIME, EVENT, LABEL), seed=0)
     assert len(predictors) == len(fam.grid())
     risk = predictors[-1].predict(X_NEW)

@@ -25,6 +25,9 @@ class Inner:
     val: dict[str, list[np.ndarray]]  # "cand#g" → per split, the z-scored risk of the validation patients
     null: set[str] = field(default_factory=set)  # "cand#g" settings with constant risk on some inner training part
     dropped: dict[str, str] = field(default_factory=dict)  # candidate → why it could not be fitted on some split
+    # "cand#g" → per split, the z-scored risk of the `also_predict` patients (benchmarks only: a committee of the
+    # inner models on the outer test part, benchmarks/selection_rules.py)
+    also: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -67,7 +70,7 @@ def loco_cohorts(data: Any, train: list[int], settings: dict[str, Any]) -> list[
 
 
 def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int,
-              within: str | None = None) -> Inner:
+              within: str | None = None, also_predict: list[int] | None = None) -> Inner:
     data = ctx.data
     config = with_rna_within(ctx.config, within)
     splits, kinds = inner_splits(data, train, settings, seed)
@@ -76,6 +79,7 @@ def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int,
     val: dict[str, list[np.ndarray]] = {}
     null: set[str] = set()
     dropped: dict[str, str] = {}
+    also: dict[str, list[np.ndarray]] = {}
     for tr, va in splits:
         enc = encode_fold(data, tr, ctx.schema, config)
         rows, present = design_rows(enc, data, data.modalities, settings["pools"])
@@ -94,13 +98,15 @@ def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int,
                 key = f"{name}#{g}"
                 shift, scale = standardiser(predictor.predict(X[tr]))
                 val.setdefault(key, []).append((predictor.predict(X[va]) - shift) / scale)
+                if also_predict:
+                    also.setdefault(key, []).append((predictor.predict(X[also_predict]) - shift) / scale)
                 if is_null(predictor, X[tr]):
                     null.add(key)
     val = {k: v for k, v in val.items() if k.split("#", 1)[0] not in dropped}
     networks = network_options(settings, ctx.config, data.modalities)
     if networks:  # the same inner splits; each fit cached in the work folder (train/selection/networks.py)
         val.update(inner_network_risks(ctx, splits, networks, seed, int(settings.get("network_jobs", 1))))
-    return Inner(splits, kinds, val, null, dropped)
+    return Inner(splits, kinds, val, null, dropped, also)
 
 
 def standardiser(train_risk: np.ndarray) -> tuple[float, float]:
