@@ -285,6 +285,14 @@ def backbone_may_switch(saved: dict[str, Any], split: dict[str, Any]):
     return _parts(choice["options"][name])
 
 
+def shipped(saved: dict[str, Any], split: dict[str, Any], version: str) -> list[tuple[str, float]]:
+    """The parts auto under AUTO_DEFAULTS predicts with, as run `version` of realdata_confirm predicted: by the
+    committee of inner models since issue23-v3 (`cv_model: committee`), by the refit before."""
+    parts = current_rule(saved, split)
+    committee = not version.startswith(("issue23-v1", "issue23-v2"))
+    return [(f"{COMMITTEE}{k}", w) for k, w in parts] if committee else parts
+
+
 def committee_equal(saved: dict[str, Any], split: dict[str, Any], refit_share: float = 0.0):
     """The equal ensemble, each family's chosen setting averaged over its inner k-fold models (`refit_share` of
     its weight stays on the refit)."""
@@ -357,7 +365,8 @@ def evaluate(names: list[str]) -> dict[str, Any]:
             for rule, fn in RULES.items():
                 cs = [outer_c(saved, s, fn(saved, s)) for s in splits]
                 rules[rule] = round(float(np.mean(cs)) - best, 4)
-            check = [abs(outer_c(saved, s, current_rule(saved, s)) - per_split[s["name"]]["auto"]) for s in splits]
+            check = [abs(outer_c(saved, s, shipped(saved, s, stored.get("rule_version", "")))
+                         - per_split[s["name"]]["auto"]) for s in splits]
             row[kind] = {"minus_best_anchor": rules, "best_anchor": round(best, 4),
                          "stored_rule": stored.get("rule_version", "")[:11],
                          "shipped_rule_reproduces_stored": bool(max(check) < 1e-9)}

@@ -50,14 +50,17 @@ def _data(seed=0, n=N, survival=True):
     return data, schema
 
 
-def _ctx(tmp_path, model, survival=True, seed=0):
-    data, schema = _data(seed, survival=survival)
-    raw = {"task": 3 if survival else 2, "seed": 0, "modalities": ["wsi", "clinical", "rna"], "genes": "g.json",
+def _raw(tmp_path, model="auto", survival=True):
+    return {"task": 3 if survival else 2, "seed": 0, "modalities": ["wsi", "clinical", "rna"], "genes": "g.json",
            "work_dir": str(tmp_path / "work"), "preprocess": {"rna": {"log1p": True, "zscore": True}},
            "protocol": {"folds": 3, "repeats": 1, "inner_val": 0.25, "cohort_holdout": True, "bootstrap": 10,
                         "members": 2},
            "recipe": {"encoder": "test-tiny", "weights": "seeded"}, "model": model, "auto": SMALL}
-    config = load_config(raw)
+
+
+def _ctx(tmp_path, model, survival=True, seed=0):
+    data, schema = _data(seed, survival=survival)
+    config = load_config(_raw(tmp_path, model, survival))
     return RunContext(data, schema, config, tmp_path / "work", survival, config_hash(config))
 
 
@@ -84,6 +87,14 @@ def test_auto_selects_on_inner_cohorts_of_the_training_part_only(tmp_path):
     # switch: any: kept unless another option's paired gain clears one corrected SE; then the best such
     settings = {**auto_settings("auto", ctx.config), "switch": "any"}
     fits = run_inner(ctx, train, settings, seed=0)  # the switch rule does not change the inner fits
+    # also_predict (benchmarks' committee of inner models): each inner model's z-scored risk on other patients,
+    # here the training part itself, so that on each split's validation patients it is exactly the inner risk
+    also = run_inner(ctx, train, settings, seed=0, also_predict=train)
+    assert set(also.also) == set(also.val) and not fits.also
+    for key, per_split in also.val.items():
+        for s, (_, va) in enumerate(also.splits):
+            at = [train.index(i) for i in va]
+            np.testing.assert_allclose(also.also[key][s][at], per_split[s], rtol=0, atol=1e-12)
     anyrule = choose(ctx, fits, settings)
     cleared = [n for n, (m, se) in anyrule["gains_vs_default"].items() if m > se]
     assert anyrule["chosen"] == max(["ensemble_equal", *cleared], key=lambda n: anyrule["scores"][n])
@@ -95,6 +106,30 @@ def test_auto_selects_on_inner_cohorts_of_the_training_part_only(tmp_path):
     record = evaluate_split(ctx, "model", "auto", split)
     assert record["test"] == list(split.test) and np.isfinite(record["risk"]).all()
     assert record["auto"]["chosen"] in record["auto"]["scores"] and 0 <= record["metric"] <= 1
+    # cv_model: committee (the default): the test patients' risk is the chosen parts' inner k-fold models averaged
+    assert record["cv_model"] == "committee"
+    test = list(split.test)
+    inner_test = run_inner(ctx, train, auto_settings("auto", ctx.config), seed=record_seed(ctx, split),
+                           also_predict=test)
+    kfold = [s for s, k in enumerate(inner_test.kinds) if k == "kfold"]
+    parts = choose(ctx, inner_test, auto_settings("auto", ctx.config))["parts"]
+    expected = sum(p["weight"] * np.mean([inner_test.also[f"{p['candidate']}#{p['setting']}"][s] for s in kfold], 0)
+                   for p in parts)
+    np.testing.assert_allclose(record["risk"], expected, rtol=0, atol=1e-12)
+    # cv_model: refit: one model refitted on the whole training part, a different risk from the same choice
+    refit_ctx = _ctx(tmp_path / "refit", {"name": "auto", "cv_model": "refit"})
+    refit_record = evaluate_split(refit_ctx, "model", {"name": "auto", "cv_model": "refit"}, split)
+    assert refit_record["cv_model"] == "refit" and refit_record["auto"]["chosen"] == record["auto"]["chosen"]
+    assert not np.allclose(refit_record["risk"], record["risk"])
+    assert record["modalities"] == refit_record["modalities"]  # the same parts read the same modalities
+    with pytest.raises(Exception, match="cv_model"):
+        load_config({**_raw(tmp_path), "auto": {**SMALL, "cv_model": "bagged"}})
+
+
+def record_seed(ctx, split):
+    from train.protocol import _split_seed
+
+    return _split_seed(ctx.config, split, 0)
 
 
 OPTIONS = ["ridge", "coxnet", "rsf", "gbsa", "backbone_residual(lambda=0.5)", "ensemble_top3", "ensemble_equal"]

@@ -170,13 +170,15 @@ class TrainConfig(_Section):
     @classmethod
     def _auto_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         from train.selection import AUTO_DEFAULTS  # the one list of auto's settings
-        from train.selection.options import SWITCHES
+        from train.selection.options import CV_MODELS, SWITCHES
 
         unknown = sorted(set(value) - set(AUTO_DEFAULTS))
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} (known: {sorted(AUTO_DEFAULTS)})")
         if value.get("switch", "any") not in SWITCHES:
             raise ValueError(f"switch: {value['switch']!r} is not one of {', '.join(SWITCHES)}")
+        if value.get("cv_model", "committee") not in CV_MODELS:
+            raise ValueError(f"cv_model: {value['cv_model']!r} is not one of {', '.join(CV_MODELS)}")
         jobs = value.get("network_jobs", 1)
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"network_jobs: {jobs!r} is not a whole number of worker processes >= 1")

@@ -50,20 +50,34 @@ def predict_idx(model: ClassicalModel, rows: dict[str, np.ndarray], present: dic
 
 
 def run_classical_split(ctx: Any, arch_name: str, arch: Any, split: Any, seed: int) -> dict[str, Any]:
-    """One CV/hold-out split: select on split.train's inner folds, refit on split.train, predict split.test."""
+    """One CV/hold-out split: select on split.train's inner folds, then predict split.test with the committee of
+    the chosen option's inner k-fold models (`cv_model: committee`, the default) or a refit on split.train."""
     train, test = list(split.train), list(split.test)
-    choice = select(ctx, arch, train, seed)
+    committee = auto_settings(arch, ctx.config).get("cv_model", "committee") == "committee"
+    choice = select(ctx, arch, train, seed, also_predict=test if committee else None)
     if is_network(choice["chosen"]):  # the inner splits chose a network: retrain it on the whole training part
         return {**network_split_record(ctx, arch_name, arch, choice, split, seed), "auto": _choice_summary(choice)}
-    model, (_, rows, present) = refit(ctx, arch, choice, train, seed)
-    risk = predict_idx(model, rows, present, test)
+    if "committee_risk" in choice:
+        risk, modalities = np.asarray(choice["committee_risk"]), _choice_modalities(ctx, arch, choice)
+    else:
+        model, (_, rows, present) = refit(ctx, arch, choice, train, seed)
+        risk, modalities = predict_idx(model, rows, present, test), model.modalities
     data = ctx.data
     return {"arch": arch_name, "split": split.name, "repeat": split.repeat, "fold": split.fold, "test": test,
             "case_ids": [data.case_ids[i] for i in test], "risk": [float(r) for r in risk],
             "metric": score(ctx.survival, data, test, risk), "best_epoch": 0, "inner_val_metric":
-            choice["scores"][choice["chosen"]], "history": [], "modalities": model.modalities,
+            choice["scores"][choice["chosen"]], "history": [], "modalities": modalities,
             "n_train": len(train), "n_inner_val": 0, "config_hash": ctx.config_hash, "arch_config": arch,
-            "auto": _choice_summary(choice)}
+            "cv_model": "committee" if "committee_risk" in choice else "refit", "auto": _choice_summary(choice)}
+
+
+def _choice_modalities(ctx: Any, arch: Any, choice: dict[str, Any]) -> list[str]:
+    """The modalities the chosen parts read (what a refit model's `modalities` would list)."""
+    available = _available(auto_settings(arch, ctx.config), ctx.data.modalities)
+    out: list[str] = []
+    for p in choice["parts"]:
+        out += [m for m in _modalities(choice["candidates"][p["candidate"]], available) if m not in out]
+    return out
 
 
 def _choice_summary(choice: dict[str, Any]) -> dict[str, Any]:

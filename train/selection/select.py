@@ -154,18 +154,29 @@ def _standard_error(values: list[float]) -> float:
     return float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else 0.0
 
 
-def select(ctx: Any, arch: Any, train: list[int], seed: int) -> dict[str, Any]:
+def committee_risk(inner: Inner, parts: list[dict[str, Any]]) -> list[float]:
+    """The option's risk on `also_predict` patients by a committee: each part's models from the inner k-fold
+    training parts (each z-scored on its own), averaged, then weighted as scored."""
+    kfold = [s for s, kind in enumerate(inner.kinds) if kind == "kfold"]
+    risk = sum(p["weight"] * np.mean([inner.also[f"{p['candidate']}#{p['setting']}"][s] for s in kfold], axis=0)
+               for p in parts)
+    return [float(r) for r in np.asarray(risk, dtype=float)]
+
+
+def select(ctx: Any, arch: Any, train: list[int], seed: int,
+           also_predict: list[int] | None = None) -> dict[str, Any]:
     """The choice of `choose`; with RNA and leave-one-cohort-out inner splits, also the RNA within-sample
     transform. Each of `rna_within` gets the same inner splits, and replaces the configured transform only when its
     best option wins consistently over the held-out cohorts: the mean paired gain over the leave-one-cohort-out
     splits exceeds one
     standard error of those gains. A harmonisation is thus used where it transferred between the training cohorts,
     not on a noise-sized difference (dataOvarian1: +0.003 inner, -0.005 on the held-out studies), and never because
-    of the reported fold."""
+    of the reported fold. With `also_predict` (a CV split's test patients), a classical choice also carries
+    `committee_risk` for them (committee_risk; `cv_model: committee`)."""
     settings = auto_settings(arch, ctx.config)
     base = configured_within(ctx.config)
-    inner = run_inner(ctx, train, settings, seed)
-    choice = {**choose(ctx, inner, settings), "rna_within": base}
+    inner = run_inner(ctx, train, settings, seed, also_predict=also_predict)
+    choice = _with_committee({**choose(ctx, inner, settings), "rna_within": base}, inner, also_predict)
     if "loco" not in inner.kinds or "rna" not in _available(settings, ctx.data.modalities):
         return choice
     first = choice
@@ -173,7 +184,9 @@ def select(ctx: Any, arch: Any, train: list[int], seed: int) -> dict[str, Any]:
     for within in settings["rna_within"]:
         if within in by_within:
             continue
-        other = {**choose(ctx, run_inner(ctx, train, settings, seed, within), settings), "rna_within": within}
+        other_inner = run_inner(ctx, train, settings, seed, within, also_predict)
+        other = _with_committee({**choose(ctx, other_inner, settings), "rna_within": within}, other_inner,
+                                also_predict)
         by_within[within] = other["scores"][other["chosen"]]
         loco = np.asarray(inner.kinds) == "loco"
         gain = (np.asarray(other["chosen_fold_scores"]) - np.asarray(first["chosen_fold_scores"]))[loco]
@@ -181,3 +194,8 @@ def select(ctx: Any, arch: Any, train: list[int], seed: int) -> dict[str, Any]:
             choice = other
     return {**choice, "rna_within_scores": {k: round(v, 4) for k, v in by_within.items()}}
 
+
+def _with_committee(choice: dict[str, Any], inner: Inner, also_predict: list[int] | None) -> dict[str, Any]:
+    if not also_predict or any(f"{p['candidate']}#{p['setting']}" not in inner.also for p in choice["parts"]):
+        return choice  # no patients to predict, or a network (its inner fits predict no other patients)
+    return {**choice, "committee_risk": committee_risk(inner, choice["parts"])}
