@@ -342,6 +342,8 @@ ROUND2_ADOPTION_RULE = ("round 2: highest development CV mean(auto - best anchor
 # Written before any round-3 rule was evaluated (2026-12-04): the shipped bundle already averages members fitted
 # on CV training parts, while a CV fold's `auto` is one refit; does a committee of inner models rank better?
 ROUND3 = ("committee_equal", "committee_half_refit")
+SHIPPED = ("committee_equal (issue23-v3: the selection of always_equal, issue23-v2's `switch: networks`, with "
+           "`cv_model: committee`; adopted in round 3)")
 ROUND3_ADOPTION_RULE = ("round 3: as round 2, among ROUND3 rules against `always_equal`: adopted only with a gain "
                         ">= 0.002 on the development CV mean and no more cohorts below -0.005")
 ADOPTION_RULE = ("highest development CV mean(auto - best anchor) among rules with no more cohorts below -0.005 "
@@ -470,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         round2 = adopt(summary["cv"], "always_equal", list(ROUND2))
         round3 = adopt(summary["cv"], "always_equal", list(ROUND3))
         print("round 2 adopts:", round2, "; round 3 adopts:", round3)
-        doc = {"adoption_rule": ADOPTION_RULE, "adopted": "always_equal (issue23-v2, `switch: networks`)",
+        doc = {"adoption_rule": ADOPTION_RULE, "adopted": SHIPPED,
                "added_later": LATER,
                "round2": {"adoption_rule": ROUND2_ADOPTION_RULE, "rules": list(ROUND2), "adopted": round2},
                "round3": {"adoption_rule": ROUND3_ADOPTION_RULE, "rules": list(ROUND3), "adopted": round3},

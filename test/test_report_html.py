@@ -294,6 +294,10 @@ def test_the_report_words_follow_the_stopping_rule():
     holdout, inner = {"ensemble": {"stopping": "holdout"}}, {"ensemble": {"stopping": "inner_cv"}}
     classical = {"ensemble": {"stopping": "holdout", "family": "classical"}}
     assert "no early stopping" in _stopping_words(classical) and "optimistic" not in _oof_caveat(classical)
+    assert "committee" not in _stopping_words(classical)  # a record without cv_model: no claim either way
+    for cv_model, words in (("committee", "committee of the models"), ("refit", "one model refitted")):
+        said = _stopping_words({"ensemble": {**classical["ensemble"], "cv_model": cv_model}})
+        assert words in said and f"cv_model: {cv_model}" in said
     assert "optimistic" in _oof_caveat(holdout) and "optimistic" not in _oof_caveat(inner)
     assert "inner split" in _stopping_words(holdout) and "inner cross-validation" in _stopping_words(inner)
 

@@ -121,7 +121,9 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
                 "modalities": list(dict.fromkeys(x for m in members for x in m.get("modalities", []))),
                 "family": exported_family(members),
                 # holdout: a member's own held-out fold also stopped it (optimistic); inner_cv: that fold stays unseen
-                "stopping": ctx.config["train"].get("stopping", "holdout")}
+                "stopping": ctx.config["train"].get("stopping", "holdout"),
+                # what the CV folds of `model` predicted with (auto.cv_model; absent for networks)
+                "cv_model": next((r["cv_model"] for r in cv if r["arch"] == "model" and "cv_model" in r), None)}
     summary["ensemble"] = ensemble
     summary["n_patients"] = len(ctx.data)
     summary["clinical_missing"] = list(getattr(ctx.data, "clinical_missing", None) or [])

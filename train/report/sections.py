@@ -55,11 +55,19 @@ def _is_network(summary: dict[str, Any]) -> bool:
     return (summary.get("ensemble") or {}).get("family", "network") in ("network", "mixed")
 
 
+COMMITTEE_WORDS = {  # auto.cv_model: what each CV fold's figure was predicted with
+    "committee": (" Each CV fold's figure comes from the committee of the models fitted on that fold's inner "
+                  "training parts, averaged, as the bundle averages its members (auto.cv_model: committee)."),
+    "refit": " Each CV fold's figure comes from one model refitted on the whole training fold (auto.cv_model: refit).",
+}
+
+
 def stopping_words(summary: dict[str, Any]) -> str:
     """How training length was chosen, true for the exported family."""
     if not _is_network(summary):
         return ("The exported model is a classical family (fitted by its own solver, no epochs and no early "
-                "stopping); its settings were chosen inside each training fold only.")
+                "stopping); its settings were chosen inside each training fold only." + COMMITTEE_WORDS.get(
+                    summary.get("ensemble", {}).get("cv_model"), ""))
     if summary.get("ensemble", {}).get("stopping") == "inner_cv":
         return ("The number of epochs was chosen by inner cross-validation of each training fold, then the network "
                 "was refitted on the whole training fold.")
