@@ -178,9 +178,9 @@ def _outer_risk(split: dict[str, Any], key: str) -> np.ndarray:
     the way a bundle averages members fitted on CV training parts."""
     if not key.startswith(COMMITTEE):
         return np.asarray(split["outer"][key])
-    key = key[len(COMMITTEE):]
-    kfold = [s for s, kind in enumerate(split["inner_kinds"]) if kind == "kfold"]
-    return np.mean([np.asarray(split["inner_test"][key][s]) for s in kfold], axis=0)
+    from train.selection.inner import kfold_mean
+
+    return kfold_mean(split["inner_test"][key[len(COMMITTEE):]], split["inner_kinds"])
 
 
 DEFAULT_FAMILIES = ("clinical_ridge", "coxnet", "rsf", "gbsa")

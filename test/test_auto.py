@@ -87,7 +87,7 @@ def test_auto_selects_on_inner_cohorts_of_the_training_part_only(tmp_path):
     # switch: any: kept unless another option's paired gain clears one corrected SE; then the best such
     settings = {**auto_settings("auto", ctx.config), "switch": "any"}
     fits = run_inner(ctx, train, settings, seed=0)  # the switch rule does not change the inner fits
-    # also_predict (benchmarks' committee of inner models): each inner model's z-scored risk on other patients,
+    # also_predict (for the committee of inner models): each inner model's z-scored risk on other patients,
     # here the training part itself, so that on each split's validation patients it is exactly the inner risk
     also = run_inner(ctx, train, settings, seed=0, also_predict=train)
     assert set(also.also) == set(also.val) and not fits.also

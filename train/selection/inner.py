@@ -25,8 +25,8 @@ class Inner:
     val: dict[str, list[np.ndarray]]  # "cand#g" → per split, the z-scored risk of the validation patients
     null: set[str] = field(default_factory=set)  # "cand#g" settings with constant risk on some inner training part
     dropped: dict[str, str] = field(default_factory=dict)  # candidate → why it could not be fitted on some split
-    # "cand#g" → per split, the z-scored risk of the `also_predict` patients (benchmarks only: a committee of the
-    # inner models on the outer test part, benchmarks/selection_rules.py)
+    # "cand#g" → per split, the z-scored risk of the `also_predict` patients: a CV split's test patients, which the
+    # committee of inner models predicts (`cv_model: committee`, select.committee_risk)
     also: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @property
@@ -107,6 +107,13 @@ def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int,
     if networks:  # the same inner splits; each fit cached in the work folder (train/selection/networks.py)
         val.update(inner_network_risks(ctx, splits, networks, seed, int(settings.get("network_jobs", 1))))
     return Inner(splits, kinds, val, null, dropped, also)
+
+
+def kfold_mean(per_split: list[Any], kinds: list[str]) -> np.ndarray:
+    """The mean over the k-fold inner splits (leave-one-cohort-out ones left out) of per-split risks of the same
+    patients: one setting's committee of inner models."""
+    return np.mean([np.asarray(per_split[s], dtype=float) for s, kind in enumerate(kinds) if kind == "kfold"],
+                   axis=0)
 
 
 def standardiser(train_risk: np.ndarray) -> tuple[float, float]:

@@ -53,12 +53,12 @@ def run_classical_split(ctx: Any, arch_name: str, arch: Any, split: Any, seed: i
     """One CV/hold-out split: select on split.train's inner folds, then predict split.test with the committee of
     the chosen option's inner k-fold models (`cv_model: committee`, the default) or a refit on split.train."""
     train, test = list(split.train), list(split.test)
-    committee = auto_settings(arch, ctx.config).get("cv_model", "committee") == "committee"
-    choice = select(ctx, arch, train, seed, also_predict=test if committee else None)
+    settings = auto_settings(arch, ctx.config)
+    choice = select(ctx, arch, train, seed, also_predict=test if settings["cv_model"] == "committee" else None)
     if is_network(choice["chosen"]):  # the inner splits chose a network: retrain it on the whole training part
         return {**network_split_record(ctx, arch_name, arch, choice, split, seed), "auto": _choice_summary(choice)}
     if "committee_risk" in choice:
-        risk, modalities = np.asarray(choice["committee_risk"]), _choice_modalities(ctx, arch, choice)
+        risk, modalities = np.asarray(choice["committee_risk"]), _choice_modalities(ctx, settings, choice)
     else:
         model, (_, rows, present) = refit(ctx, arch, choice, train, seed)
         risk, modalities = predict_idx(model, rows, present, test), model.modalities
@@ -71,9 +71,9 @@ def run_classical_split(ctx: Any, arch_name: str, arch: Any, split: Any, seed: i
             "cv_model": "committee" if "committee_risk" in choice else "refit", "auto": _choice_summary(choice)}
 
 
-def _choice_modalities(ctx: Any, arch: Any, choice: dict[str, Any]) -> list[str]:
+def _choice_modalities(ctx: Any, settings: dict[str, Any], choice: dict[str, Any]) -> list[str]:
     """The modalities the chosen parts read (what a refit model's `modalities` would list)."""
-    available = _available(auto_settings(arch, ctx.config), ctx.data.modalities)
+    available = _available(settings, ctx.data.modalities)
     out: list[str] = []
     for p in choice["parts"]:
         out += [m for m in _modalities(choice["candidates"][p["candidate"]], available) if m not in out]

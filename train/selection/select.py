@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from train.selection.inner import Inner, run_inner
+from train.selection.inner import Inner, kfold_mean, run_inner
 from train.selection.networks import network_options
 from train.selection.options import (
     SWITCHES,
@@ -157,9 +157,7 @@ def _standard_error(values: list[float]) -> float:
 def committee_risk(inner: Inner, parts: list[dict[str, Any]]) -> list[float]:
     """The option's risk on `also_predict` patients by a committee: each part's models from the inner k-fold
     training parts (each z-scored on its own), averaged, then weighted as scored."""
-    kfold = [s for s, kind in enumerate(inner.kinds) if kind == "kfold"]
-    risk = sum(p["weight"] * np.mean([inner.also[f"{p['candidate']}#{p['setting']}"][s] for s in kfold], axis=0)
-               for p in parts)
+    risk = sum(p["weight"] * kfold_mean(inner.also[f"{p['candidate']}#{p['setting']}"], inner.kinds) for p in parts)
     return [float(r) for r in np.asarray(risk, dtype=float)]
 
 
