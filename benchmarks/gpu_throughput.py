@@ -12,7 +12,7 @@ The CPU run is deliberately short (a few batches): it checks that the code path 
 magnitude, nothing more.
 
 Usage: python benchmarks/gpu_throughput.py [--out benchmarks/results/gpu_throughput.json] [--devices cpu cuda]
-       [--workers N] [--slide-px 16384] [--compile]
+       [--workers N] [--slide-px 16384] [--compile] [--merge]
 """
 
 from __future__ import annotations
@@ -116,7 +116,9 @@ def main() -> int:
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--slide-px", type=int, default=None, help="square slide side at 0.25 µm/px")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the trunk on CUDA")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the trunk on CUDA (run key cuda+compile)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other devices' runs already in --out (each run records its own machine)")
     args = parser.parse_args()
     from wsi_throughput import synthetic_slide
 
@@ -124,14 +126,19 @@ def main() -> int:
     side = args.slide_px or (16384 if cuda else 4096)
     result: dict = {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
                     "cuda_build": torch.version.cuda, "driver": driver_version(), "slide_px": side, "runs": {}}
+    if args.merge and args.out.exists():
+        result["runs"] = json.loads(args.out.read_text()).get("runs", {})
+    machine = {key: result[key] for key in ("host", "python", "torch", "cuda_build", "driver", "slide_px")}
     with tempfile.TemporaryDirectory() as tmp:
         wsi, mask = synthetic_slide(Path(tmp), side, side)
         slide = SlideInput(0, wsi, mask)
         for kind in args.devices:
+            key = kind + ("+compile" if args.compile and kind == "cuda" else "")
             if kind == "cuda" and not cuda:
-                result["runs"]["cuda"] = "not measured: no CUDA device on this machine"
+                result["runs"][key] = "not measured: no CUDA device on this machine"
                 continue
-            result["runs"][kind] = run_device(kind, slide, args.workers if kind == "cuda" else 0, args.compile)
+            workers = args.workers if kind == "cuda" else 0
+            result["runs"][key] = {**machine, **run_device(kind, slide, workers, args.compile)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")

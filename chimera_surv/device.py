@@ -60,6 +60,8 @@ def gpu_requested(flag: str | None, environ: dict[str, str] | None = None, drive
     environ = dict(os.environ) if environ is None else environ
     if flag and flag.startswith("cuda"):
         return f"--device {flag}"
+    if flag:  # an explicit other device (`--device cpu`): the user chose it, whatever the machine has
+        return None
     if environ.get(REQUIRE_GPU_ENV, "") == "1":
         return f"{REQUIRE_GPU_ENV}=1"
     if driver:
@@ -89,7 +91,7 @@ def resolve_device(flag: str | None = None, environ: dict[str, str] | None = Non
     else:
         device = torch.device("cuda" if available else "cpu")
     log.info("DEVICE %s", json.dumps(describe(device, driver), sort_keys=True))
-    if reason and device.type != "cuda":
+    if reason and device.type != "cuda" and not available:
         log.warning("DEGRADED %s", json.dumps({
             "stage": "device", "action": "running on the CPU (slower: the slide deadline cuts the bag sooner)",
             "cause": f"a GPU was expected ({reason}) but torch {torch.__version__} (CUDA {torch.version.cuda}) "

@@ -51,6 +51,9 @@ def test_gpu_requested_by_flag_environment_or_a_visible_driver() -> None:
     assert gpu_requested(None, {"CHIMERA_REQUIRE_GPU": "1"}) == "CHIMERA_REQUIRE_GPU=1"
     assert "535.104.05" in gpu_requested(None, {}, driver="535.104.05")
     assert gpu_requested("cpu", {}) is None and gpu_requested(None, {}) is None
+    # an explicit CPU is the user's choice, also beside a driver or CHIMERA_REQUIRE_GPU (seen on an H200: a false
+    # "finds none usable" line for every `--device cpu` run)
+    assert gpu_requested("cpu", {"CHIMERA_REQUIRE_GPU": "1"}, driver="580.159.04") is None
 
 
 def _lines(caplog, prefix: str) -> list[dict]:
@@ -72,7 +75,8 @@ def test_no_gpu_expected_means_no_degraded_line(caplog) -> None:
     with caplog.at_level(logging.INFO):
         assert resolve_device(None, environ={}, cuda_available=False, driver="").type == "cpu"
         assert resolve_device("cpu", environ={}, cuda_available=True, driver="").type == "cpu"
-    assert len(_lines(caplog, "DEVICE")) == 2 and not _lines(caplog, "DEGRADED")
+        assert resolve_device("cpu", environ={}, cuda_available=True, driver="580.159.04").type == "cpu"
+    assert len(_lines(caplog, "DEVICE")) == 3 and not _lines(caplog, "DEGRADED")
 
 
 def test_compile_is_off_unless_asked_and_only_on_cuda() -> None:
