@@ -119,6 +119,21 @@ def test_tile_decoder_serves_every_level_without_pyvips(setup) -> None:
     tiles.close(), vips.close()
 
 
+def test_a_missing_tile_codec_falls_back_instead_of_skipping_patches(setup, monkeypatch) -> None:
+    """Without imagecodecs tifffile cannot decode JPEG tiles (seen on a machine without it: every full-size patch
+    was skipped as 'corrupt'); the pages then go to pyvips, and every patch is read, with pyvips's pixels."""
+    from chimera_surv.readers import tiles as tiles_module
+
+    _, wsi_path, grids = setup
+    monkeypatch.setattr(tiles_module, "_decodable", lambda compression: False)
+    blocks = plan_blocks([SlideGrid(0, wsi_path, (0.25, 0.25), grids[0.25])])
+    reader, vips = RegionReader(), RegionReader("pyvips")
+    indices, patches, skipped = read_block(reader, blocks[0])
+    assert reader._tiles.pages == {} and skipped == [] and len(indices) == len(blocks[0].members)
+    assert np.array_equal(patches, read_block(vips, blocks[0])[1])
+    reader.close(), vips.close()
+
+
 def test_batches_are_full_except_at_the_end_of_a_slide(setup) -> None:
     """Blocks are re-batched without copies; boundaries do not depend on block sizes, only on each slide's order."""
     _, wsi_path, grids = setup

@@ -213,7 +213,17 @@ def _level_of(page: Any, level_dimensions: list[tuple[int, int]]) -> int | None:
 
 
 def _supported(page: Any) -> bool:
-    """Tiled, 8-bit, interleaved RGB or YCbCr with 3 or 4 samples (alpha dropped), not a SubIFD trick."""
+    """Tiled, 8-bit, interleaved RGB or YCbCr with 3 or 4 samples (alpha dropped), not a SubIFD trick, in a
+    compression this tifffile can decode (JPEG needs imagecodecs: without it every full-size tile would fail and
+    be counted as corrupt, so such a page is left to pyvips/openslide, which bring their own codecs)."""
     return (bool(page.is_tiled) and int(page.bitspersample) == 8 and int(page.planarconfig) == 1
             and int(page.samplesperpixel) in (3, 4) and int(page.photometric) in _PHOTOMETRIC_RGB
-            and int(getattr(page, "imagedepth", 1)) == 1 and len(page.dataoffsets) > 0)
+            and int(getattr(page, "imagedepth", 1)) == 1 and len(page.dataoffsets) > 0
+            and _decodable(int(page.compression)))
+
+
+def _decodable(compression: int) -> bool:
+    """Whether tifffile has a decoder for `compression` here (False, not an error, when a codec is missing)."""
+    import tifffile
+
+    return compression in tifffile.TIFF.DECOMPRESSORS
