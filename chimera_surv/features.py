@@ -262,8 +262,10 @@ def _restain(patches: torch.Tensor, indices: torch.Tensor, starts: list[tuple[in
 
 def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: FeatureRecipe,
                  deadline: Deadline | None = None,
-                 stains: dict[int, PatchStain] | None = None) -> tuple[np.ndarray, list[int], np.ndarray]:
-    """Features (N_total, D) in global patch order, the skipped global indices, and a bool mask of the encoded ones.
+                 stains: dict[int, PatchStain] | None = None
+                 ) -> tuple[np.ndarray, list[int], np.ndarray, list[int]]:
+    """Features (N_total, D) in global patch order, the skipped (unreadable) global indices, a bool mask of the
+    encoded ones, and the indices dropped for non-finite features.
 
     Patches go in the progressive order (`patches.progressive_blocks`), so a deadline stop leaves an evenly spread
     prefix. On CUDA the loader pins batches, the copy is non-blocking, and the result of batch i is copied back
@@ -272,7 +274,8 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
     the run stops. `stains` (slide index → transform) recolours a slide's patches before encoding. Under a
     `deadline` a one-patch probe is timed first (and thrown away), and the clock may cut a batch to what fits in
     the time left (`deadline.ExtractionClock.take`); only such a cut piece can differ from a run without a
-    deadline (by float rounding of a smaller batch).
+    deadline (by float rounding of a smaller batch). A patch whose features come out non-finite (a half-precision
+    overflow) is encoded again in fp32 (`_finite_rows`); one still non-finite is dropped, never put in the bag.
     """
     total = sum(len(item.grid) for item in items)
     dim = encoder.spec.dim
@@ -288,15 +291,18 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
     prior = CPU_SLOWDOWN / max(float(getattr(encoder.spec, "t4_patches_per_s", 1.0)), 1e-3)
     clock = ExtractionClock(deadline, total, prior_patch_s=prior)
     starts = [(item.start, item.start + len(item.grid), item.slide) for item in items]
-    pending: tuple[torch.Tensor, torch.Tensor, Any] | None = None
+    pending: tuple[torch.Tensor, torch.Tensor, Any, torch.Tensor] | None = None
+    dropped: list[int] = []
 
-    def finish(job: tuple[torch.Tensor, torch.Tensor, Any]) -> None:
-        indices, out, event = job
+    def finish(job: tuple[torch.Tensor, torch.Tensor, Any, torch.Tensor]) -> None:
+        indices, out, event, patches = job
         if event is not None:
             event.synchronize()
         index = indices.numpy()
-        features[index] = out.numpy()
-        encoded[index] = True
+        values, finite = _finite_rows(encoder, patches, out.numpy())
+        features[index[finite]] = values[finite]
+        encoded[index[finite]] = True
+        dropped.extend(index[~finite].tolist())
         clock.batch_done(len(index))
 
     stop = not clock.can_start()
@@ -328,7 +334,7 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
                 event.record()
             if pending is not None:
                 finish(pending)
-            pending = (indices, out, event)
+            pending = (indices, out, event, patches)
             if not cuda:
                 finish(pending)
                 pending = None
@@ -338,7 +344,25 @@ def encode_grids(items: list[SlideGrid], encoder: torch.nn.Module, recipe: Featu
         finish(pending)
     if deadline is not None:
         clock.log()
-    return features, sorted(batches.skipped), encoded
+    return features, sorted(batches.skipped), encoded, sorted(dropped)
+
+
+def _finite_rows(encoder: torch.nn.Module, patches: torch.Tensor, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, finite row mask): rows with a non-finite feature are encoded again without autocast.
+
+    Half precision overflows at 65,504 (fp16, a T4's dtype); such a row is recomputed in fp32 and kept when it is
+    finite there. The common case (all finite) costs one `isfinite` pass over the batch and nothing else.
+    """
+    finite = np.isfinite(values).all(axis=1)
+    if finite.all():
+        return values, finite
+    rows = np.flatnonzero(~finite)
+    again = encoder.embed(patches[torch.from_numpy(rows)], full_precision=True).to("cpu").numpy()
+    values = values.copy()
+    values[rows] = again
+    log.info("%d patch(es) gave non-finite features in half precision; re-encoded in fp32 (%d finite there)",
+             len(rows), int(np.isfinite(again).all(axis=1).sum()))
+    return values, np.isfinite(values).all(axis=1)
 
 
 def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_root: Path | None,
@@ -393,11 +417,11 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
             items.append(SlideGrid(p.slide.index, p.slide.wsi, p.mpp, p.grid, start, p.tile))
             start += len(p.grid)
         stains = {p.slide.index: p.stain for p, _, _ in pending if p.stain is not None}
-        features_all, skipped, encoded = encode_grids(items, encoder, recipe, deadline, stains)
+        features_all, skipped, encoded, dropped = encode_grids(items, encoder, recipe, deadline, stains)
         for item, (p, cap, path) in zip(items, pending):
             span = np.arange(item.start, item.start + len(item.grid))
             ok = encoded[item.start:item.start + len(item.grid)]
-            reached = ok | np.isin(span, skipped)
+            reached = ok | np.isin(span, skipped) | np.isin(span, dropped)
             # a view when nothing was skipped: the bag is copied once, at the end, not once per step
             feats = (features_all[item.start:item.start + len(item.grid)] if ok.all()
                      else features_all[span[ok]])
@@ -411,8 +435,12 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
                               "patches (an evenly spread prefix)")
             if lost:
                 issues.append(f"slide {p.slide.index}: {lost} unreadable patches skipped (corrupt or truncated tiles)")
+            nonfinite = int(np.isin(span, dropped).sum())
+            if nonfinite:
+                issues.append(f"slide {p.slide.index}: {nonfinite} patches dropped: the encoder gave non-finite "
+                              "features for them, also in fp32")
             parts[p.slide.index] = (feats, coords)
-            if path is not None and not cut:
+            if path is not None and not cut and not nonfinite:  # a cached slide reloads with `lost` as its cause
                 _save_cached(path, feats, coords, lost, {"recipe": json.dumps(recipe.cache_fields(), sort_keys=True),
                                                          "level": str(p.grid.level)})
     else:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_slide_fixtures import corrupt_tile, make_slide
 
 import chimera_surv.features as features_module
 from chimera_surv.case import SlideInput
-from chimera_surv.encoders import MissingWeights
+from chimera_surv.encoders import MissingWeights, load_encoder
 from chimera_surv.features import Bag, FeatureRecipe, extract_case_bag
 from chimera_surv.writers import write_mask
 
@@ -183,3 +184,51 @@ def test_the_encoder_trunk_goes_through_the_compile_switch(files, monkeypatch) -
     monkeypatch.setattr(features, "maybe_compile", spy)
     bag, _ = extract_case_bag([SlideInput(0, files["a"], files["a_mask"])], TINY, None)
     assert seen == ["cpu"] and len(bag.features) > 0
+
+
+class _Overflowing(torch.nn.Module):
+    """The tiny encoder, except that every third patch of a batch gives inf features in 'half precision' (the
+    default call) and, with `always`, every fifth gives NaN in fp32 too."""
+
+    def __init__(self, always: bool = False) -> None:
+        super().__init__()
+        self.inner = load_encoder("test-tiny", None, "cpu", weights="seeded")
+        self.spec, self.mean, self.always = self.inner.spec, self.inner.mean, always
+        self.full_precision_rows = 0
+
+    def embed(self, patches: torch.Tensor, full_precision: bool = False) -> torch.Tensor:
+        out = self.inner.embed(patches).clone()
+        if full_precision:
+            self.full_precision_rows += len(patches)
+        else:
+            out[::3] = float("inf")
+        if self.always:
+            out[::5] = float("nan")
+        return out
+
+
+def test_half_precision_overflow_is_re_encoded_in_fp32(files, tmp_path: Path) -> None:
+    slides = [SlideInput(0, files["a"], files["a_mask"])]
+    plain, _ = extract_case_bag(slides, TINY, None)
+    encoder = _Overflowing()
+    bag, issues = extract_case_bag(slides, TINY, None, encoder=encoder, cache_dir=tmp_path)
+    assert issues == [] and encoder.full_precision_rows > 0
+    assert np.array_equal(bag.coords, plain.coords)
+    # the re-encoded rows went through a smaller batch (float rounding of the BLAS blocking); the others are exact
+    np.testing.assert_allclose(bag.features, plain.features, rtol=1e-5, atol=1e-6)
+    assert (bag.features == plain.features).all(axis=1).sum() >= len(plain) // 2
+    assert list(tmp_path.rglob("*.safetensors"))  # a rescued slide is an ordinary slide: cached
+
+
+def test_features_non_finite_in_fp32_too_are_dropped_with_one_issue(files, tmp_path: Path) -> None:
+    slides = [SlideInput(0, files["a"], files["a_mask"])]
+    plain, _ = extract_case_bag(slides, TINY, None)
+    bag, issues = extract_case_bag(slides, TINY, None, encoder=_Overflowing(always=True), cache_dir=tmp_path)
+    dropped = len(plain) - len(bag)
+    assert 0 < dropped < len(plain) and np.isfinite(bag.features).all()
+    assert issues == [f"slide 0: {dropped} patches dropped: the encoder gave non-finite features for them, also in fp32"]
+    kept = {tuple(c) for c in bag.coords.tolist()}
+    assert kept < {tuple(c) for c in plain.coords.tolist()}
+    same = np.array([tuple(c) in kept for c in plain.coords.tolist()])
+    assert np.array_equal(bag.features, plain.features[same])  # the kept patches are the plain run's features
+    assert not list(tmp_path.rglob("*.safetensors"))  # not cached: a reload would give the cause as unreadable tiles

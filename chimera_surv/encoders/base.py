@@ -110,9 +110,11 @@ class PatchEncoder(nn.Module):
         return self.trunk.state_dict()
 
     @torch.inference_mode()
-    def embed(self, patches: torch.Tensor) -> torch.Tensor:
+    def embed(self, patches: torch.Tensor, full_precision: bool = False) -> torch.Tensor:
         """uint8 (B, 3, H, W) → float32 (B, dim); on CUDA channels_last and autocast in the dtype
-        `device.autocast_dtype` picks (bf16 on Ampere+, fp16 before; fp32 entries stay fp32); fp32 on CPU."""
+        `device.autocast_dtype` picks (bf16 on Ampere+, fp16 before; fp32 entries stay fp32); fp32 on CPU.
+        `full_precision` skips the autocast: `features.encode_grids` re-encodes a patch whose half-precision
+        features overflowed (a ViT-L's activations can exceed fp16's 65,504 on a T4)."""
         device = self.mean.device
         x = patches.to(device, non_blocking=True).float().div_(255.0)
         if self.spec.input_size and (x.shape[-1] != self.spec.input_size or x.shape[-2] != self.spec.input_size):
@@ -121,7 +123,7 @@ class PatchEncoder(nn.Module):
         x = (x - self.mean) / self.std
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-            dtype = autocast_dtype(self.spec.precision, device_capability(device))
+            dtype = None if full_precision else autocast_dtype(self.spec.precision, device_capability(device))
             if dtype is None:
                 return self(x).float()
             with torch.autocast("cuda", dtype=dtype):
