@@ -3,7 +3,7 @@
 1. Agreement: the bag of one synthetic slide encoded by a ViT-L/16 of UNI's shape (random weights) with autocast
    off (fp32), bf16 and fp16: per patch, the cosine similarity to fp32 and |difference| / |fp32 row|. Random weights
    say nothing about a trained model's activation outliers; this shows the size of the rounding itself.
-2. Overflow guard (`features._finite_rows`): the tiny test encoder with its last layer scaled so that about half
+2. Overflow guard (`encode._finite_rows`): the tiny test encoder with its last layer scaled so that about half
    of the patches' fp16 features pass 65,504, run in fp16. The bag must be finite, with no issue, and match the fp32
    bag; `overflowing_rows_fp16` says how many rows overflowed before the guard re-encoded them.
 

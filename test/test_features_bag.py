@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_slide_fixtures import corrupt_tile, make_slide
 
+import chimera_surv.encode as encode_module
 import chimera_surv.features as features_module
 from chimera_surv.case import SlideInput
 from chimera_surv.encoders import MissingWeights, load_encoder
@@ -159,13 +160,13 @@ def test_scaled_decode_is_part_of_the_recipe_and_reaches_the_reader(files, monke
     stored = {k: v for k, v in on.to_dict().items() if k != "scaled_decode"}
     assert FeatureRecipe.from_dict(stored) == off
     seen = []
-    real = features_module.plan_blocks
+    real = encode_module.plan_blocks
 
     def spy(items, **kwargs):
         seen.append(kwargs.get("scaled_decode"))
         return real(items, **kwargs)
 
-    monkeypatch.setattr(features_module, "plan_blocks", spy)
+    monkeypatch.setattr(encode_module, "plan_blocks", spy)
     for recipe in (_recipe(max_patches=4), _recipe(max_patches=4, scaled_decode=False)):
         extract_case_bag([SlideInput(0, files["a"], files["a_mask"])], recipe, None)
     assert seen == [True, False]
@@ -232,3 +233,16 @@ def test_features_non_finite_in_fp32_too_are_dropped_with_one_issue(files, tmp_p
     same = np.array([tuple(c) in kept for c in plain.coords.tolist()])
     assert np.array_equal(bag.features, plain.features[same])  # the kept patches are the plain run's features
     assert not list(tmp_path.rglob("*.safetensors"))  # not cached: a reload would give the cause as unreadable tiles
+
+
+def test_a_cache_with_non_finite_features_is_recomputed(files, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    slides = [SlideInput(0, files["a"], files["a_mask"])]
+    first, _ = extract_case_bag(slides, TINY, None, cache_dir=tmp_path)
+    (path,) = tmp_path.rglob("*.safetensors")
+    data = load_file(str(path))
+    data["features"][0, 0] = np.inf  # as a cache written before the guard could hold
+    save_file(data, str(path))
+    again, issues = extract_case_bag(slides, TINY, None, cache_dir=tmp_path)
+    assert issues == [] and np.isfinite(again.features).all() and np.array_equal(again.features, first.features)

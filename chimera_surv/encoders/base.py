@@ -113,7 +113,7 @@ class PatchEncoder(nn.Module):
     def embed(self, patches: torch.Tensor, full_precision: bool = False) -> torch.Tensor:
         """uint8 (B, 3, H, W) → float32 (B, dim); on CUDA channels_last and autocast in the dtype
         `device.autocast_dtype` picks (bf16 on Ampere+, fp16 before; fp32 entries stay fp32); fp32 on CPU.
-        `full_precision` skips the autocast: `features.encode_grids` re-encodes a patch whose half-precision
+        `full_precision` skips the autocast: `encode.encode_grids` re-encodes a patch whose half-precision
         features overflowed (a ViT-L's activations can exceed fp16's 65,504 on a T4)."""
         device = self.mean.device
         x = patches.to(device, non_blocking=True).float().div_(255.0)
