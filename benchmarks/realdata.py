@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,10 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from train.anchors import anchors_on_split
+
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "runs" / "realdata"
 
@@ -147,78 +150,7 @@ def write_config(name: str, out: Path, layout: dict[str, Any], repeats: int) -> 
     return path
 
 
-# ------------------------------------------------------------------------------------------------ anchors
-def anchor_matrix(df: pd.DataFrame, cols: list[str], train: np.ndarray) -> np.ndarray:
-    """Numeric columns median-imputed and standardised, factors one-hot, all fitted on `train` rows."""
-    parts = []
-    for c in cols:
-        if c.startswith("num_"):
-            x = df[c].astype(float).to_numpy()
-            med = np.nanmedian(x[train])
-            x = np.where(np.isnan(x), med, x)
-            sd = x[train].std() or 1.0
-            parts.append(((x - x[train].mean()) / sd)[:, None])
-        else:
-            values = df[c].astype(str).to_numpy()
-            levels = sorted(set(values[train]))[1:]  # drop the first level (reference)
-            parts.append(np.stack([(values == lv).astype(float) for lv in levels], 1) if levels
-                         else np.zeros((len(df), 0)))
-    return np.concatenate(parts, 1)
-
-
-def coxnet_anchor(X: np.ndarray, y: np.ndarray, seed: int) -> Any:
-    """CoxNet (l1 0.5) refitted at the alpha of the best mean C over a 3-fold inner CV along one 20-alpha path.
-
-    Each inner fit runs the whole (warm-started) path: one CoxNet fit per single alpha, the GridSearchCV recipe,
-    took ~100 s per small alpha with 6,283 genes."""
-    from sklearn.model_selection import KFold
-    from sksurv.linear_model import CoxnetSurvivalAnalysis
-    from sksurv.metrics import concordance_index_censored
-
-    alphas = CoxnetSurvivalAnalysis(l1_ratio=0.5, alpha_min_ratio=0.01, n_alphas=20).fit(X, y).alphas_
-    scores = np.zeros(len(alphas))
-    for tr, va in KFold(3, shuffle=True, random_state=seed).split(X):
-        model = CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=alphas).fit(X[tr], y[tr])
-        for k in range(model.coef_.shape[1]):
-            risk = X[va] @ model.coef_[:, k]
-            scores[k] += concordance_index_censored(y["event"][va], y["time"][va], risk)[0] / 3
-    best = int(np.argmax(scores[: model.coef_.shape[1]]))
-    return CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=alphas[: best + 1]).fit(X, y)
-
-
-def _coxnet_predict(model: Any, X: np.ndarray) -> np.ndarray:
-    return X @ model.coef_[:, -1]
-
-
-def anchors_on_split(df: pd.DataFrame, clinical: list[str], allcols: list[str], train: np.ndarray,
-                     test: np.ndarray, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Each anchor's test C-index and test risk, plus `anchor_average`: the anchors' risks z-scored with their
-    mean and SD on the training part, equal weights (no choice)."""
-    from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
-    from sksurv.linear_model import CoxPHSurvivalAnalysis
-    from sksurv.metrics import concordance_index_censored
-    from sksurv.util import Surv
-
-    y = Surv.from_arrays(df["event"].astype(bool).to_numpy(), df["time"].astype(float).to_numpy())
-
-    def c_of(risk: np.ndarray) -> float:
-        return float(concordance_index_censored(y["event"][test], y["time"][test], risk)[0])
-
-    predict: dict[str, Any] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if clinical:
-            Xc = anchor_matrix(df, clinical, train)
-            predict["coxph_clinical"] = CoxPHSurvivalAnalysis(alpha=0.1).fit(Xc[train], y[train]).predict(Xc)
-        X = anchor_matrix(df, allcols, train)
-        predict["coxnet"] = _coxnet_predict(coxnet_anchor(X[train], y[train], seed), X)
-        rsf = RandomSurvivalForest(n_estimators=100, min_samples_leaf=5, max_features="sqrt", n_jobs=2,
-                                   random_state=seed, low_memory=True).fit(X[train], y[train])
-        predict["rsf"] = rsf.predict(X)
-        predict["gbsa"] = GradientBoostingSurvivalAnalysis(random_state=seed).fit(X[train], y[train]).predict(X)
-    z = [(r - r[train].mean()) / (r[train].std() or 1.0) for r in predict.values()]
-    predict["anchor_average"] = np.mean(z, axis=0)
-    return {k: c_of(r[test]) for k, r in predict.items()}, {k: r[test] for k, r in predict.items()}
+# the anchors (scikit-survival models fitted on the project's folds) are the product's own: train/anchors.py
 
 
 def full_evaluation(df: pd.DataFrame, train: np.ndarray, test: np.ndarray, risks: dict[str, np.ndarray]) -> dict:

@@ -238,3 +238,46 @@ def test_the_default_bundle_folder_sits_beside_the_config_file(gbsg2: pd.DataFra
     run = Run(load_config(folder / "config.yaml"))
     assert run.out == (folder / "model" / "cohort-survival").resolve()
     assert run.work == (folder / "work").resolve()
+
+
+def test_anchors_step_fits_scikit_survival_on_the_runs_own_folds(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    """`python -m train anchors`: every CV split of the run, auto's C recomputed from its stored risks, and the
+    CoxPH anchor equal to CoxPH fitted here independently (one-hot factors, standardised numbers) on fold 0."""
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+    from sksurv.metrics import concordance_index_censored
+    from sksurv.util import Surv
+
+    schema = infer_schema(gbsg2, ROLES)
+    schema_path = tmp_path / "schema.json"
+    schema_path.write_text(json.dumps(schema))
+    table = tmp_path / "cohort.csv"
+    gbsg2.to_csv(table, index=False)
+    run = Run(load_config({**SMALL, "task": "survival", "schema": str(schema_path), "work_dir": str(tmp_path / "t"),
+                           "cohort": {"table": str(table)}}))
+    run.anchors()
+    doc = json.loads((tmp_path / "t" / "anchors" / "anchors.json").read_text())
+    records = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "t" / "cv" / "model").glob("*.json")}
+    assert set(doc["splits"]) == set(records) and len(records) == 3
+    for name, split in doc["splits"].items():
+        assert split["auto"] == pytest.approx(records[name]["metric"], abs=1e-4)
+        assert set(split) >= {"coxph_clinical", "coxnet", "rsf", "gbsa", "anchor_average"}
+    assert doc["summary"]["cv"]["n_splits"] == 3
+    # the oracle: CoxPH (alpha 0.1) on the same 8 columns, encoded here, on fold 0's training part
+    record = records["r0f0"]
+    frame = gbsg2.set_index("case_id")
+    test = frame.index.isin(record["case_ids"])
+    numeric = [k for k, f in schema["features"].items() if f["type"] != "categorical"]
+    binary_true = {k: {str(t).lower() for t in f.get("true", [])} for k, f in schema["features"].items()
+                   if f["type"] == "binary"}
+    columns = {}
+    for key in numeric:
+        values = frame[key].map(lambda v, k=key: float(str(v).lower() in binary_true[k]) if k in binary_true
+                                else float(v)).to_numpy()
+        columns[key] = (values - values[~test].mean()) / values[~test].std()
+    factors = [k for k in schema["features"] if k not in numeric]
+    X = pd.concat([pd.DataFrame(columns, index=frame.index),
+                   pd.get_dummies(frame[factors].astype(str), drop_first=True).astype(float)], axis=1).to_numpy()
+    y = Surv.from_arrays(frame["event"].astype(bool).to_numpy(), frame["time"].to_numpy())
+    risk = CoxPHSurvivalAnalysis(alpha=0.1).fit(X[~test], y[~test]).predict(X[test])
+    expected = concordance_index_censored(y["event"][test], y["time"][test], risk)[0]
+    assert doc["splits"]["r0f0"]["coxph_clinical"] == pytest.approx(expected, abs=1e-4)

@@ -1,4 +1,4 @@
-"""`python -m train CONFIG.yaml [--steps extract fit cv export report audit]`: reproduce a bundle from a cohort.
+"""`python -m train CONFIG.yaml [--steps extract fit cv export report audit anchors]`: reproduce a bundle from a cohort.
 
 `python -m train STEP CONFIG.yaml` is short for `--steps STEP` (e.g. `python -m train audit CONFIG.yaml`).
 
@@ -24,6 +24,7 @@ from train.extract import shard as _shard
 from train.extract import wait_for_shards
 
 STEPS = ("extract", "fit", "cv", "export", "report", "audit")
+OPTIONAL_STEPS = ("anchors",)  # asked for by name only, never part of `all`
 MODALITY_ORDER = ("wsi", "mri", "clinical", "rna", "slide_embedding")
 log = logging.getLogger("train")
 
@@ -203,6 +204,23 @@ class Run:
         print(f"report: {path}")
         return path
 
+    def anchors(self) -> Path:
+        """scikit-survival's CoxPH, CoxNet, RSF, gradient boosting and their average on this run's own splits."""
+        from train.anchors import lines, run_anchors
+
+        if not self.survival:
+            print("anchors: not applicable: the anchors are survival models and this is a binary task")
+            return self.work
+        cv, holdout = self.cv()
+        doc = run_anchors(self.arrays(), self.schema, self.genes, {"cv": cv, "cohort-held-out": holdout},
+                          self.work / "anchors")
+        for line in lines(doc):
+            log.info("%s", line)
+            print(line)
+        path = self.work / "anchors" / "anchors.json"
+        print(f"anchors: per split in {path}")
+        return path
+
     def audit(self) -> Path:
         from train.audit import run_member_audits
         from train.report import attach_audit
@@ -220,12 +238,12 @@ class Run:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m train", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
-    parser.add_argument("--steps", nargs="+", choices=STEPS + ("all",), default=["all"])
+    parser.add_argument("--steps", nargs="+", choices=STEPS + OPTIONAL_STEPS + ("all",), default=["all"])
     parser.add_argument("--out", type=Path, default=None, help="bundle folder (overrides the config's `out`)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (overrides `work_dir`)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) >= 2 and argv[0] in STEPS and "--steps" not in argv:  # `python -m train audit CONFIG`
+    if len(argv) >= 2 and argv[0] in STEPS + OPTIONAL_STEPS and "--steps" not in argv:  # `python -m train audit CONFIG`
         argv = argv[1:] + ["--steps", argv[0]]
     args = parser.parse_args(argv)
     # one clear line and exit 2 (chimera_surv/cli.py); the traceback goes to train.log
@@ -243,7 +261,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.work:
         overrides["work_dir"] = str(args.work.resolve())
     config = load_config(args.config, overrides)
-    steps = list(STEPS) if "all" in args.steps else [s for s in STEPS if s in args.steps]
+    steps = list(STEPS) if "all" in args.steps else [s for s in STEPS + OPTIONAL_STEPS if s in args.steps]
     run = Run(config)
     rank, world, _ = _shard()
     if world > 1 and rank != 0:  # torchrun: every rank extracts its share; the later steps run once, on rank 0
