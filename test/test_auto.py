@@ -211,6 +211,8 @@ def test_train_cli_with_model_auto_reports_its_choice(tmp_path, capsys):
     said = capsys.readouterr().out  # the CV figures and each fold's choice on the console (and in train.log)
     assert re.search(r"cv: model: Harrell C-index 0\.\d{3} ± 0\.\d{3} \(mean ± SD over 3 test folds\); chose "
                      r"\S+ in \d of 3", said)
+    assert re.search(r"cv: coxnet: Harrell C-index 0\.\d{3} ± 0\.\d{3} \(mean ± SD over 3 test folds\)\n", said)
+    # a fixed family has nothing to choose: no "chose model in 3 of 3" (a new user found that line meaningless)
     assert "read from" not in said  # export and report reuse this process's fit and cv, they do not re-read them
     assert "cohort-held-out: none: the data hold fewer than two cohorts" in said  # one cohort: said, not silent
     assert f"export: bundle written to {(tmp_path / 'bundle').resolve()}" in said

@@ -435,3 +435,17 @@ def test_the_demo_ratio_interval_covers_the_ratio_and_narrows_with_more_cases():
     big_truth, big_months = cohort(300)
     big_low, big_high = ratio_ci(1, big_truth, big_months, n_boot=300)
     assert big_high - big_low < 0.6 * (high - low)
+
+
+def test_the_evaluation_says_when_the_model_loses_to_the_km_curve() -> None:
+    """A new user read "the model should be lower" next to a model that was higher, with nothing pointing it out."""
+    from train.report.sections import evaluation
+
+    def cells(ibs: float) -> str:
+        _, blocks = evaluation({"evaluation": {"harrell_c": 0.66, "uno_c": 0.64, "td_auc": {"1": 0.7, "12": 0.68},
+                                               "ibs": ibs, "ibs_km": 0.213, "n": 154}})
+        return json.dumps([getattr(b, "rows", None) for b in blocks])
+
+    assert "Here it is not (0.222 against 0.213)" in cells(0.222)
+    assert "Here it is not" not in cells(0.200)
+    assert 'AUC at 1 month"' in cells(0.2) and "AUC at 12 months" in cells(0.2)

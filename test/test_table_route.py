@@ -207,7 +207,7 @@ def test_slide_embeddings_feed_a_network(gbsg2: pd.DataFrame, tmp_path: Path) ->
 def test_an_event_code_it_cannot_read_is_named_not_read_as_censored(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
     frame = gbsg2.iloc[:20].assign(event=["dead" if i == 3 else i % 2 for i in range(20)])
     frame.to_csv(tmp_path / "c.csv", index=False)
-    with pytest.raises(ValueError, match=r"p003: event 'dead' in column 'event' is not 1/0"):
+    with pytest.raises(ValueError, match=r"patient p003: event 'dead' in column 'event' is not 1/0"):
         Run(load_config({**SMALL, "task": "survival", "work_dir": str(tmp_path / "w"),
                          "cohort": {"table": str(tmp_path / "c.csv")}}))
 

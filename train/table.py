@@ -264,8 +264,9 @@ def _event(value: Any, column: str, case_id: str, source: str) -> int:
     """1/0, true/false, yes/no; anything else ('dead', 2) is an error naming it, never read as censored."""
     word = EVENT_WORDS.get(str(value).strip().lower())
     if word is None:
-        raise ValueError(f"table {source}: {case_id}: event {value!r} in column {column!r} is not 1/0, true/false "
-                         "or yes/no; recode it")
+        raise ValueError(f"table {source}: patient {case_id}: event {value!r} in column {column!r} is not 1/0, "
+                         "true/false or yes/no; recode it (a competing event, e.g. 2 = death from another cause: 0 "
+                         "for the cause-specific hazard, 1 for any event)")
     return word
 
 

@@ -56,7 +56,8 @@ def cv_lines(cv: list[dict[str, Any]], holdout: list[dict[str, Any]], survival: 
                    + (f"; {len(folds) - len(finite)} undefined" if len(finite) < len(folds) else "") + ")"
                    if len(finite) else "undefined in every fold")
         chosen = [(r.get("auto") or {}).get("chosen") for r in rows]
-        if all(chosen):  # an automatic choice: what each fold's inner CV picked
+        options = {k for r in rows for k in ((r.get("auto") or {}).get("scores") or {})}
+        if all(chosen) and len(options) != 1:  # an automatic choice (a fixed family has one option: nothing chosen)
             summary += "; chose " + ", ".join(f"{c} in {chosen.count(c)} of {len(chosen)}"
                                               for c in dict.fromkeys(chosen))
         lines.append(f"cv: {arch}: {metric} {summary}")

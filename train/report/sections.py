@@ -199,13 +199,17 @@ def evaluation(summary: dict[str, Any]) -> Section | None:
     rows = [["Harrell's C", with_ci("harrell_c", ev.get("harrell_c")), READING["harrell_c"]],
             ["Uno's C", with_ci("uno_c", ev.get("uno_c")), READING["uno_c"]]]
     for horizon, value in (ev.get("td_auc") or {}).items():
-        rows.append([f"time-dependent AUC at {float(horizon):g} months", with_ci(f"td_auc@{float(horizon):g}", value),
+        unit = "month" if float(horizon) == 1 else "months"
+        rows.append([f"time-dependent AUC at {float(horizon):g} {unit}", with_ci(f"td_auc@{float(horizon):g}", value),
                      READING["td_auc"]])
     if ev.get("ibs") is not None:
         rows.append(["integrated Brier score", with_ci("ibs", ev["ibs"]), READING["ibs"]])
         if ev.get("ibs_km") is not None:
+            worse = ev["ibs"] > ev["ibs_km"]
             rows.append(["integrated Brier score of the Kaplan–Meier curve (no model)", f"{ev['ibs_km']:.3f}",
-                         "The same score for one curve for everyone: the model should be lower."])
+                         "The same score for one curve for everyone: the model should be lower."
+                         + (f" Here it is not ({ev['ibs']:.3f} against {ev['ibs_km']:.3f}): the model's survival "
+                            "curves are no better calibrated than the cohort's own curve." if worse else "")])
     dcal = ev.get("d_calibration") or {}
     if dcal:
         rows.append(["D-calibration", (f"χ² {dcal.get('statistic', float('nan')):.2f}, p = "
