@@ -281,3 +281,31 @@ def test_anchors_step_fits_scikit_survival_on_the_runs_own_folds(gbsg2: pd.DataF
     risk = CoxPHSurvivalAnalysis(alpha=0.1).fit(X[~test], y[~test]).predict(X[test])
     expected = concordance_index_censored(y["event"][test], y["time"][test], risk)[0]
     assert doc["splits"]["r0f0"]["coxph_clinical"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_inferred_schema_leaves_out_constant_columns_and_reads_placeholders_as_missing(capsys) -> None:
+    """Seen in a new user's SurvSet runs: a column with one value for all 541 patients kept as a feature, and
+    SurvSet's literal "missing" turned into a category of its own."""
+    from chimera_surv.readers.clinical import ClinicalSchema, parse_clinical
+
+    frame = pd.DataFrame({"case_id": ["a", "b", "c", "d"], "time": [1.0, 2.0, 3.0, 4.0], "event": [1, 0, 1, 0],
+                          "rt": ["Y", "Y", "Y", "Y"], "kind": ["flame", "scald", "missing", "flame"],
+                          "age": [50, 60, 70, 80]})
+    schema = infer_schema(frame, ROLES)
+    assert "rt" not in schema["features"] and "rt" in schema["ignore_keys"]
+    assert "left out rt: the same value for every patient" in capsys.readouterr().out
+    kind = schema["features"]["kind"]
+    assert kind["categories"] == ["flame", "scald"] and kind["extra_missing_tokens"] == ["missing"]
+    parsed = ClinicalSchema.from_dict(schema)
+    assert parse_clinical({"kind": "missing", "age": 55}, parsed).values["kind"] is None
+    assert parse_clinical({"kind": "scald", "age": 55}, parsed).values["kind"] == "scald"
+
+
+def test_a_rerun_prints_the_inferred_schema_once(gbsg2: pd.DataFrame, tmp_path: Path, capsys) -> None:
+    from train.table import prepare_config
+
+    gbsg2.to_csv(tmp_path / "cohort.csv", index=False)
+    for _ in range(2):
+        prepare_config({"cohort": {"table": "cohort.csv"}, "work_dir": "run"}, tmp_path, survival=True)
+    first, second = capsys.readouterr().out.split("schema inferred")[1:]
+    assert "save and edit it" in first and "as before" in second and "save and edit it" not in second

@@ -26,6 +26,7 @@ import pandas as pd
 from train.cohort import Patient, _is_true
 
 log = logging.getLogger("train.table")
+PLACEHOLDER_WORDS = frozenset({"missing", "unknown", "?"})  # a categorical value that means "not recorded"
 MAX_CATEGORIES = 30  # a text column with more distinct values is left out of the inferred schema (ids, free text)
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 
@@ -92,10 +93,20 @@ def _column_spec(series: pd.Series) -> dict[str, Any] | None:
         return {"type": "numeric", "description": f"inferred: observed {numbers.min():g} to {numbers.max():g} "
                                                   "(unit not known: state it here)"}
     text = values.astype(str).str.strip()
-    distinct = sorted(text.unique().tolist())
-    if len(distinct) > min(MAX_CATEGORIES, max(2, len(values) // 2)):
+    placeholders = sorted({t for t in text.unique().tolist() if t.lower() in PLACEHOLDER_WORDS})
+    distinct = sorted(t for t in text.unique().tolist() if t not in placeholders)
+    if not distinct or len(distinct) > min(MAX_CATEGORIES, max(2, len(values) // 2)):
         return None
     lowered = {d.lower() for d in distinct}
+    if placeholders:  # SurvSet and registries write "missing"/"unknown" as a value: read it as missing
+        spec = _text_spec(distinct, lowered)
+        return {**spec, "extra_missing_tokens": placeholders,
+                "description": spec["description"] + f"; {', '.join(map(repr, placeholders))} read as missing"}
+    return _text_spec(distinct, lowered)
+
+
+def _text_spec(distinct: list[str], lowered: set[str]) -> dict[str, Any]:
+    """A text column's entry: yes/no-like pairs are binary, anything else categorical."""
     if lowered <= {"yes", "no", "true", "false", "y", "n"} and len(lowered) == 2:
         return {"type": "binary", "true": ["yes", "true", "y"], "false": ["no", "false", "n"],
                 "description": "inferred: yes/no"}
@@ -107,14 +118,22 @@ def infer_schema(frame: pd.DataFrame, roles: dict[str, str | None], name: str = 
     reserved = {c for c in roles.values() if c}
     features: dict[str, Any] = {}
     skipped = []
+    constant = []
     for column in frame.columns:
         if column in reserved:
             continue
-        spec = _column_spec(frame[column])
+        series = frame[column]
+        if series.notna().all() and series.astype(str).str.strip().nunique() == 1:
+            constant.append(str(column))  # the same value for every patient carries nothing
+            continue
+        spec = _column_spec(series)
         if spec is None:
             skipped.append(str(column))
         else:
             features[str(column)] = spec
+    if constant:
+        print(f"schema: left out {', '.join(constant)}: the same value for every patient")
+    skipped += constant
     labels = {k: roles[k] for k in ("time", "event") if roles.get(k)}
     if roles.get("label"):
         labels["target"] = roles["label"]
@@ -164,9 +183,13 @@ def prepare_config(config: dict[str, Any], base: Path, survival: bool) -> None:
     work = resolve_path(config["work_dir"], base)
     work.mkdir(parents=True, exist_ok=True)
     target = work / "inferred_schema.json"
-    target.write_text(json.dumps(schema, indent=1) + "\n")
-    print(f"schema inferred from {path.name} ({len(schema['features'])} clinical columns), written to {target}:\n"
-          f"{json.dumps(schema['features'])}\nsave and edit it, then name it with `schema:` in the config")
+    text = json.dumps(schema, indent=1) + "\n"
+    if target.is_file() and target.read_text() == text:  # a rerun: the whole schema was printed the first time
+        print(f"schema inferred from {path.name} as before ({len(schema['features'])} clinical columns): {target}")
+    else:
+        target.write_text(text)
+        print(f"schema inferred from {path.name} ({len(schema['features'])} clinical columns), written to {target}:\n"
+              f"{json.dumps(schema['features'])}\nsave and edit it, then name it with `schema:` in the config")
     config["schema"] = str(target)
 
 
