@@ -86,8 +86,13 @@ def test_missing_column_and_duplicate_ids_are_named(gbsg2: pd.DataFrame, tmp_pat
     with pytest.raises(ValueError, match="no column 'months' for `cohort.time`"):
         train_table(gbsg2, work_dir=tmp_path / "a", time="months", config=SMALL)
     twice = pd.concat([gbsg2.iloc[:3], gbsg2.iloc[:1]])
-    with pytest.raises(ValueError, match="repeats"):
+    with pytest.raises(ValueError, match=r"the DataFrame's id column 'case_id' repeats 1 id\(s\), e.g. 'p000'"):
         train_table(twice, work_dir=tmp_path / "b", config=SMALL)
+    # a CSV in a config is refused too (a new user's two-eyes table trained on the first eye of each patient)
+    pd.concat([gbsg2, gbsg2.iloc[:2]]).to_csv(tmp_path / "twice.csv", index=False)
+    with pytest.raises(ValueError, match=r"twice.csv: id column 'case_id' repeats 2 id\(s\), e.g. 'p000', 'p001'"):
+        Run(load_config({**SMALL, "task": "survival", "work_dir": str(tmp_path / "c"),
+                         "cohort": {"table": str(tmp_path / "twice.csv")}}))
 
 
 def test_unlabelled_rows_are_left_out_with_a_count(gbsg2: pd.DataFrame, tmp_path: Path,
@@ -261,7 +266,11 @@ def test_anchors_step_fits_scikit_survival_on_the_runs_own_folds(gbsg2: pd.DataF
     for name, split in doc["splits"].items():
         assert split["auto"] == pytest.approx(records[name]["metric"], abs=1e-4)
         assert set(split) >= {"coxph_clinical", "coxnet", "rsf", "gbsa", "anchor_average"}
-    assert doc["summary"]["cv"]["n_splits"] == 3
+    summary = doc["summary"]["cv"]
+    assert summary["n_splits"] == 3 and 0 <= summary["auto_ahead_on"] <= 3
+    paired = [s["auto"] - s[summary["best_anchor"]] for s in doc["splits"].values()]
+    assert summary["auto_ahead_on"] == sum(d > 0 for d in paired)
+    assert summary["paired_sd"] == pytest.approx(np.std(paired, ddof=1), abs=1e-4)
     # the oracle: CoxPH (alpha 0.1) on the same 8 columns, encoded here, on fold 0's training part
     record = records["r0f0"]
     frame = gbsg2.set_index("case_id")

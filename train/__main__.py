@@ -212,7 +212,7 @@ class Run:
             print("anchors: not applicable: the anchors are survival models and this is a binary task")
             return self.work
         cv, holdout = self.cv()
-        doc = run_anchors(self.arrays(), self.schema, self.genes, {"cv": cv, "cohort-held-out": holdout},
+        doc = run_anchors(self.context().data, self.schema, self.genes, {"cv": cv, "cohort-held-out": holdout},
                           self.work / "anchors")
         for line in lines(doc):
             log.info("%s", line)

@@ -160,8 +160,11 @@ def summarise(splits: dict[str, dict[str, Any]]) -> dict[str, Any]:
         names = ["auto"] + [a for a in ANCHOR_NAMES if all(a in s for s in rows)]
         means = {n: round(float(np.mean([s[n] for s in rows])), 4) for n in names}
         best = max((n for n in names if n != "auto"), key=means.get)
+        paired = np.array([s["auto"] - s[best] for s in rows])
         out[kind] = {"n_splits": len(rows), "mean": means, "best_anchor": best,
-                     "auto_minus_best_anchor": round(means["auto"] - means[best], 4)}
+                     "auto_minus_best_anchor": round(means["auto"] - means[best], 4),
+                     "auto_ahead_on": int((paired > 0).sum()),
+                     "paired_sd": round(float(paired.std(ddof=1)), 4) if len(rows) > 1 else None}
     return out
 
 
@@ -170,6 +173,8 @@ def lines(doc: dict[str, Any]) -> list[str]:
     out = []
     for kind, s in doc["summary"].items():
         cells = ", ".join(f"{n} {v:.3f}" for n, v in s["mean"].items())
+        spread = f", paired SD {s['paired_sd']:.3f}" if s.get("paired_sd") is not None else ""
         out.append(f"anchors: {kind} ({s['n_splits']} splits, mean Harrell C-index): {cells}; auto − best anchor "
-                   f"({s['best_anchor']}) {s['auto_minus_best_anchor']:+.3f}")
+                   f"({s['best_anchor']}) {s['auto_minus_best_anchor']:+.3f}, auto ahead on {s['auto_ahead_on']} of "
+                   f"{s['n_splits']} splits{spread}")
     return out

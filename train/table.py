@@ -46,6 +46,12 @@ def read_table(path: Path | str, id_column: str | None = None) -> pd.DataFrame:
     from chimera_surv.readers.table import read_table as robust_read
 
     frame, problems = robust_read(path, id_column)
+    repeated = [(line, row_id) for line, row_id, cause in frame.attrs.get("rejected", [])
+                if cause.startswith("repeats the id")]
+    if repeated:  # training refuses what prediction may skip: a patient on both sides of a fold inflates the CV
+        raise ValueError(f"table {path}: id column {id_column!r} repeats {len(repeated)} id(s), e.g. "
+                         f"{', '.join(repr(i) for _, i in repeated[:3])} (line {repeated[0][0]}); keep one row per "
+                         "patient (docs/training.md, 'One row per patient')")
     for problem in problems:
         print(problem)
         log.warning("%s", problem)
@@ -338,6 +344,11 @@ def table_run(table: pd.DataFrame | Path | str, *, work_dir: Path | str, out: Pa
     work = Path(work_dir).resolve()
     if isinstance(table, pd.DataFrame):
         frame = table if id in table.columns else table.rename_axis(id).reset_index()
+        repeated = sorted(set(frame[id].astype(str)[frame[id].astype(str).duplicated()]))
+        if repeated:  # named here: the parquet file written below is ours, not the user's
+            raise ValueError(f"the DataFrame's id column {id!r} repeats {len(repeated)} id(s), e.g. "
+                             f"{', '.join(map(repr, repeated[:3]))}; keep one row per patient "
+                             "(docs/training.md, 'One row per patient')")
         work.mkdir(parents=True, exist_ok=True)
         table = work / "table.parquet"
         frame.to_parquet(table)
