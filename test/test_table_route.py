@@ -271,6 +271,11 @@ def test_anchors_step_fits_scikit_survival_on_the_runs_own_folds(gbsg2: pd.DataF
     paired = [s["auto"] - s[summary["best_anchor"]] for s in doc["splits"].values()]
     assert summary["auto_ahead_on"] == sum(d > 0 for d in paired)
     assert summary["paired_sd"] == pytest.approx(np.std(paired, ddof=1), abs=1e-4)
+    # the report picks the anchors up (and a later `anchors` step replaces its section)
+    run.report()
+    text = (tmp_path / "t" / "report" / "report.md").read_text()
+    assert "## Against scikit-survival on the same splits" in text
+    assert f"Auto − the best anchor ({summary['best_anchor']}): {summary['auto_minus_best_anchor']:+.3f}" in text
     # the oracle: CoxPH (alpha 0.1) on the same 8 columns, encoded here, on fold 0's training part
     record = records["r0f0"]
     frame = gbsg2.set_index("case_id")

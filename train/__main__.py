@@ -207,18 +207,21 @@ class Run:
     def anchors(self) -> Path:
         """scikit-survival's CoxPH, CoxNet, RSF, gradient boosting and their average on this run's own splits."""
         from train.anchors import lines, run_anchors
+        from train.report import attach_anchors
 
         if not self.survival:
             print("anchors: not applicable: the anchors are survival models and this is a binary task")
             return self.work
         cv, holdout = self.cv()
-        doc = run_anchors(self.context().data, self.schema, self.genes, {"cv": cv, "cohort-held-out": holdout},
-                          self.work / "anchors")
+        ctx = self.context()
+        doc = run_anchors(ctx.data, self.schema, self.genes, {"cv": cv, "cohort-held-out": holdout},
+                          self.work / "anchors", config_hash=ctx.config_hash)
         for line in lines(doc):
             log.info("%s", line)
             print(line)
         path = self.work / "anchors" / "anchors.json"
-        print(f"anchors: per split in {path}")
+        where = " and in the report" if attach_anchors(self.work / "report", doc) else ""
+        print(f"anchors: per split in {path}{where}")
         return path
 
     def audit(self) -> Path:

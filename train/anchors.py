@@ -125,7 +125,7 @@ def design_frame(data: Any, schema: Any, genes: list[str] | None = None) -> tupl
 
 
 def run_anchors(data: Any, schema: Any, genes: list[str], records: dict[str, list[dict[str, Any]]],
-                out_dir: Path) -> dict[str, Any]:
+                out_dir: Path, config_hash: str = "") -> dict[str, Any]:
     """Fit the anchors on every split of the exported model's records (`records`: kind ("cv", "cohort-held-out")
     → the run's records; those of `arch` "model" are used); the training part is every other patient, as in the
     run. Auto's C is recomputed from its stored test risks by the same call. Writes `<out_dir>/anchors.json`."""
@@ -134,7 +134,7 @@ def run_anchors(data: Any, schema: Any, genes: list[str], records: dict[str, lis
     frame, clinical, allcols = design_frame(data, schema, genes)
     position = {c: i for i, c in enumerate(frame.index)}
     event, time = frame["event"].astype(bool).to_numpy(), frame["time"].astype(float).to_numpy()
-    doc: dict[str, Any] = {"what": __doc__.split("\n\n")[0],
+    doc: dict[str, Any] = {"what": __doc__.split("\n\n")[0], "config_hash": config_hash,
                            "columns": {"clinical": len(clinical), "all": len(allcols)}, "splits": {}}
     for kind, kind_records in records.items():
         for r in sorted((r for r in kind_records if r.get("arch") == "model"), key=lambda r: r["split"]):

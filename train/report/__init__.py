@@ -4,6 +4,6 @@ Layout: `build` runs the step (numbers, figures, heatmaps, writing), `numbers` t
 and `heatmaps` draw, `sections` builds each section for both formats, `render` assembles the two pages.
 """
 
-from train.report.build import attach_audit, cv_summary, write_report
+from train.report.build import attach_anchors, attach_audit, cv_summary, write_report
 
-__all__ = ["attach_audit", "cv_summary", "write_report"]
+__all__ = ["attach_anchors", "attach_audit", "cv_summary", "write_report"]

@@ -163,6 +163,10 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
     earlier = json.loads(audit.read_text()) if audit.is_file() else {}
     if earlier.get("config_hash") == ctx.config_hash:
         summary["intershap_audit"] = earlier
+    anchors = out.parent / "anchors" / "anchors.json"  # an earlier `anchors` step of the same config: keep it too
+    earlier = json.loads(anchors.read_text()) if anchors.is_file() else {}
+    if earlier.get("config_hash") == ctx.config_hash:
+        summary["anchors"] = earlier
     _write(out, summary)
     return out / "report.html"
 
@@ -190,10 +194,20 @@ def _write(out: Path, summary: dict[str, Any]) -> None:
 def attach_audit(out: Path, audit: dict[str, Any]) -> bool:
     """Add (or replace) the InterSHAP audit section of an existing report; False when no report exists yet
     (the `report` step picks the audit up when it runs)."""
+    return _attach(out, "intershap_audit", audit)
+
+
+def attach_anchors(out: Path, anchors: dict[str, Any]) -> bool:
+    """Add (or replace) the scikit-survival anchors section (train/anchors.py) of an existing report; False when
+    no report exists yet (the `report` step picks `anchors/anchors.json` up when it runs)."""
+    return _attach(out, "anchors", anchors)
+
+
+def _attach(out: Path, key: str, section: dict[str, Any]) -> bool:
     path = out / "report.json"
     if not path.is_file():
         return False
     summary = json.loads(path.read_text())
-    summary["intershap_audit"] = audit
+    summary[key] = section
     _write(out, summary)
     return True

@@ -392,8 +392,25 @@ def intershap(summary: dict[str, Any]) -> Section | None:
     return ("InterSHAP audit: what the prediction rests on", blocks)
 
 
-SECTIONS = (about, model_chosen, auto_choice, cross_validation, evaluation, cohort_held_out, exported_ensemble,
-            model_terms, tree_importance, clinical_missing, figures, heatmaps, intershap)
+def anchors(summary: dict[str, Any]) -> Section | None:
+    doc = summary.get("anchors")
+    if not doc or not doc.get("summary"):
+        return None
+    blocks: list[Any] = [P("scikit-survival's own models, fitted on the same splits as the exported model with their "
+                           "own simple preprocessing (`python -m train anchors`, train/anchors.py): CoxPH on the "
+                           "clinical columns, CoxNet, a random survival forest, gradient-boosted survival, and their "
+                           "plain average. Mean Harrell C-index over the splits.")]
+    for kind, s in doc["summary"].items():
+        rows = [[name, f"{value:.3f}"] for name, value in s["mean"].items()]
+        blocks.append(Table([f"model ({kind}, {s['n_splits']} splits)", "Harrell C-index"], rows))
+        spread = f", paired SD {s['paired_sd']:.3f}" if s.get("paired_sd") is not None else ""
+        blocks.append(P(f"Auto − the best anchor ({s['best_anchor']}): {s['auto_minus_best_anchor']:+.3f}; auto is "
+                        f"ahead of it on {s['auto_ahead_on']} of {s['n_splits']} splits{spread}.", note=True))
+    return ("Against scikit-survival on the same splits", blocks)
+
+
+SECTIONS = (about, model_chosen, auto_choice, cross_validation, anchors, evaluation, cohort_held_out,
+            exported_ensemble, model_terms, tree_importance, clinical_missing, figures, heatmaps, intershap)
 
 
 def build(summary: dict[str, Any]) -> list[Section]:
