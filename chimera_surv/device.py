@@ -91,7 +91,7 @@ def resolve_device(flag: str | None = None, environ: dict[str, str] | None = Non
     else:
         device = torch.device("cuda" if available else "cpu")
     log.info("DEVICE %s", json.dumps(describe(device, driver), sort_keys=True))
-    if reason and device.type != "cuda" and not available:
+    if reason and device.type != "cuda":  # a reason means no explicit non-CUDA flag: so torch found no GPU
         log.warning("DEGRADED %s", json.dumps({
             "stage": "device", "action": "running on the CPU (slower: the slide deadline cuts the bag sooner)",
             "cause": f"a GPU was expected ({reason}) but torch {torch.__version__} (CUDA {torch.version.cuda}) "

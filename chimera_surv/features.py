@@ -300,7 +300,8 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
         for item, (p, cap, path) in zip(items, pending):
             span = np.arange(item.start, item.start + len(item.grid))
             ok = encoded[item.start:item.start + len(item.grid)]
-            reached = ok | np.isin(span, skipped) | np.isin(span, dropped)
+            nonfinite_at = np.isin(span, dropped)
+            reached = ok | np.isin(span, skipped) | nonfinite_at
             # a view when nothing was skipped: the bag is copied once, at the end, not once per step
             feats = (features_all[item.start:item.start + len(item.grid)] if ok.all()
                      else features_all[span[ok]])
@@ -314,7 +315,7 @@ def extract_case_bag(slides: list[SlideInput], recipe: FeatureRecipe, encoder_ro
                               "patches (an evenly spread prefix)")
             if lost:
                 issues.append(f"slide {p.slide.index}: {lost} unreadable patches skipped (corrupt or truncated tiles)")
-            nonfinite = int(np.isin(span, dropped).sum())
+            nonfinite = int(nonfinite_at.sum())
             if nonfinite:
                 issues.append(f"slide {p.slide.index}: {nonfinite} patches dropped: the encoder gave non-finite "
                               "features for them, also in fp32")

@@ -25,6 +25,7 @@ from train.extract import wait_for_shards
 
 STEPS = ("extract", "fit", "cv", "export", "report", "audit")
 OPTIONAL_STEPS = ("anchors",)  # asked for by name only, never part of `all`
+KNOWN_STEPS = STEPS + OPTIONAL_STEPS
 MODALITY_ORDER = ("wsi", "mri", "clinical", "rna", "slide_embedding")
 log = logging.getLogger("train")
 
@@ -241,12 +242,12 @@ class Run:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m train", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
-    parser.add_argument("--steps", nargs="+", choices=STEPS + OPTIONAL_STEPS + ("all",), default=["all"])
+    parser.add_argument("--steps", nargs="+", choices=KNOWN_STEPS + ("all",), default=["all"])
     parser.add_argument("--out", type=Path, default=None, help="bundle folder (overrides the config's `out`)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (overrides `work_dir`)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) >= 2 and argv[0] in STEPS + OPTIONAL_STEPS and "--steps" not in argv:  # `python -m train audit CONFIG`
+    if len(argv) >= 2 and argv[0] in KNOWN_STEPS and "--steps" not in argv:  # `python -m train audit CONFIG`
         argv = argv[1:] + ["--steps", argv[0]]
     args = parser.parse_args(argv)
     # one clear line and exit 2 (chimera_surv/cli.py); the traceback goes to train.log
@@ -264,7 +265,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.work:
         overrides["work_dir"] = str(args.work.resolve())
     config = load_config(args.config, overrides)
-    steps = list(STEPS) if "all" in args.steps else [s for s in STEPS + OPTIONAL_STEPS if s in args.steps]
+    steps = list(STEPS) if "all" in args.steps else [s for s in KNOWN_STEPS if s in args.steps]
     run = Run(config)
     rank, world, _ = _shard()
     if world > 1 and rank != 0:  # torchrun: every rank extracts its share; the later steps run once, on rank 0

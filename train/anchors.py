@@ -38,6 +38,8 @@ def anchor_matrix(df: pd.DataFrame, cols: list[str], train: np.ndarray) -> np.nd
             parts.append(np.stack([(values == lv).astype(float) for lv in levels], 1) if levels
                          else np.zeros((len(df), 0)))
     return np.concatenate(parts, 1) if parts else np.zeros((len(df), 0))
+
+
 def coxnet_anchor(X: np.ndarray, y: np.ndarray, seed: int) -> Any:
     """CoxNet (l1 0.5) refitted at the alpha of the best mean C over a 3-fold inner CV along one 20-alpha path.
 
@@ -91,8 +93,6 @@ def anchors_on_split(df: pd.DataFrame, clinical: list[str], allcols: list[str], 
     z = [(r - r[train].mean()) / (r[train].std() or 1.0) for r in predict.values()]
     predict["anchor_average"] = np.mean(z, axis=0)
     return {k: c_of(r[test]) for k, r in predict.items()}, {k: r[test] for k, r in predict.items()}
-
-
 
 
 def design_frame(data: Any, schema: Any, genes: list[str] | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:

@@ -41,17 +41,20 @@ def read_table(path: Path | str, id_column: str | None = None) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise ValueError(f"{path}: a table must be .csv, .tsv or .parquet, got {suffix or 'no suffix'}")
+    # training refuses what prediction may skip: a patient on both sides of a fold inflates the CV
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)  # typed already (categories, ordered levels, numbers)
+        frame = pd.read_parquet(path)  # typed already (categories, ordered levels, numbers)
+        if id_column in frame.columns:
+            _refuse_repeated_ids(f"table {path}: id column {id_column!r}", _repeated(frame[id_column]))
+        return frame
     from chimera_surv.readers.table import read_table as robust_read
 
     frame, problems = robust_read(path, id_column)
     repeated = [(line, row_id) for line, row_id, cause in frame.attrs.get("rejected", [])
                 if cause.startswith("repeats the id")]
-    if repeated:  # training refuses what prediction may skip: a patient on both sides of a fold inflates the CV
-        raise ValueError(f"table {path}: id column {id_column!r} repeats {len(repeated)} id(s), e.g. "
-                         f"{', '.join(repr(i) for _, i in repeated[:3])} (line {repeated[0][0]}); keep one row per "
-                         "patient (docs/training.md, 'One row per patient')")
+    if repeated:
+        _refuse_repeated_ids(f"table {path}: id column {id_column!r}", [i for _, i in repeated],
+                             f" (line {repeated[0][0]})")
     for problem in problems:
         print(problem)
         log.warning("%s", problem)
@@ -160,14 +163,23 @@ def roles_of(cohort: dict[str, Any], survival: bool) -> dict[str, str | None]:
 
 
 def _check_columns(frame: pd.DataFrame, roles: dict[str, str | None], source: Any) -> None:
+    """Every role's column is there (repeated ids are refused when the table is read: `read_table`)."""
     for role, column in roles.items():
         if column and column not in frame.columns:
             raise ValueError(f"table {source}: no column {column!r} for `cohort.{role if role != 'cohort' else 'cohort_column'}`"
                              f" (columns: {list(frame.columns)[:20]})")
-    ids = frame[roles["id"]].astype(str)
-    duplicated = sorted(set(ids[ids.duplicated()]))
-    if duplicated:
-        raise ValueError(f"table {source}: id column {roles['id']!r} repeats {duplicated[:5]}")
+
+
+def _repeated(ids: pd.Series) -> list[str]:
+    text = ids.astype(str)
+    return sorted(set(text[text.duplicated()]))
+
+
+def _refuse_repeated_ids(what: str, repeated: list[str], where: str = "") -> None:
+    """One line naming the repeated ids: `what` says whose id column (a file's, the DataFrame's)."""
+    if repeated:
+        raise ValueError(f"{what} repeats {len(repeated)} id(s), e.g. {', '.join(map(repr, repeated[:3]))}{where}; "
+                         "keep one row per patient (docs/training.md, 'One row per patient')")
 
 
 def prepare_config(config: dict[str, Any], base: Path, survival: bool) -> None:
@@ -344,11 +356,8 @@ def table_run(table: pd.DataFrame | Path | str, *, work_dir: Path | str, out: Pa
     work = Path(work_dir).resolve()
     if isinstance(table, pd.DataFrame):
         frame = table if id in table.columns else table.rename_axis(id).reset_index()
-        repeated = sorted(set(frame[id].astype(str)[frame[id].astype(str).duplicated()]))
-        if repeated:  # named here: the parquet file written below is ours, not the user's
-            raise ValueError(f"the DataFrame's id column {id!r} repeats {len(repeated)} id(s), e.g. "
-                             f"{', '.join(map(repr, repeated[:3]))}; keep one row per patient "
-                             "(docs/training.md, 'One row per patient')")
+        # named here: the parquet file written below is ours, not the user's
+        _refuse_repeated_ids(f"the DataFrame's id column {id!r}", _repeated(frame[id]))
         work.mkdir(parents=True, exist_ok=True)
         table = work / "table.parquet"
         frame.to_parquet(table)

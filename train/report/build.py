@@ -159,14 +159,12 @@ def write_report(ctx: RunContext, cv: list[dict[str, Any]], holdout: list[dict[s
         except Exception as exc:  # noqa: BLE001
             log.warning("report: slide heatmaps skipped: %s: %s", type(exc).__name__, exc)
             summary["heatmaps_error"] = f"{type(exc).__name__}: {exc}"
-    audit = out / "audit" / "summary.json"  # an earlier `audit` step of the same config: keep its section
-    earlier = json.loads(audit.read_text()) if audit.is_file() else {}
-    if earlier.get("config_hash") == ctx.config_hash:
-        summary["intershap_audit"] = earlier
-    anchors = out.parent / "anchors" / "anchors.json"  # an earlier `anchors` step of the same config: keep it too
-    earlier = json.loads(anchors.read_text()) if anchors.is_file() else {}
-    if earlier.get("config_hash") == ctx.config_hash:
-        summary["anchors"] = earlier
+    # an earlier `audit` or `anchors` step of the same config: keep its section
+    for key, path in (("intershap_audit", out / "audit" / "summary.json"),
+                      ("anchors", out.parent / "anchors" / "anchors.json")):
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+        if earlier.get("config_hash") == ctx.config_hash:
+            summary[key] = earlier
     _write(out, summary)
     return out / "report.html"
 
