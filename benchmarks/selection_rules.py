@@ -293,6 +293,11 @@ def shipped(saved: dict[str, Any], split: dict[str, Any], version: str) -> list[
     return [(f"{COMMITTEE}{k}", w) for k, w in parts] if committee else parts
 
 
+def _committee(parts: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The same parts, each predicted by its inner k-fold models averaged (`cv_model: committee`)."""
+    return [(f"{COMMITTEE}{k}", w) for k, w in parts]
+
+
 def committee_equal(saved: dict[str, Any], split: dict[str, Any], refit_share: float = 0.0):
     """The equal ensemble, each family's chosen setting averaged over its inner k-fold models (`refit_share` of
     its weight stays on the refit)."""
@@ -326,6 +331,14 @@ RULES: dict[str, Any] = {
     # round 3 (after round 2): the same equal ensemble, predicted by a committee of the inner k-fold models
     "committee_equal": committee_equal,
     "committee_half_refit": lambda saved, split: committee_equal(saved, split, 0.5),
+    # round 4 (after issue23-v3's confirmation figures had been seen): the committee with more tree members, or
+    # allowed to leave the equal ensemble on strong inner evidence; judged by ROUND4_ADOPTION_RULE
+    "committee_six_families": lambda saved, split: _committee(always_equal(saved, split, (*DEFAULT_FAMILIES,
+                                                                                          *ANCHOR_LIKE))),
+    "committee_est_added": lambda saved, split: _committee(always_equal(saved, split, (*DEFAULT_FAMILIES, "est"))),
+    "committee_switch_se_2": lambda saved, split: _committee(current_rule(saved, split, switch="any",
+                                                                          switch_se=2.0)),
+    "committee_shrink_to_best": lambda saved, split: _committee(shrink_to_best(saved, split)),
 }
 # Written before any rule above was evaluated: the rule adopted is the one with the highest mean (auto - best
 # anchor) over the development cohorts' CV, among those whose count of cohorts below -0.005 is not above the
@@ -346,6 +359,11 @@ SHIPPED = ("committee_equal (issue23-v3: the selection of always_equal, issue23-
            "`cv_model: committee`; adopted in round 3)")
 ROUND3_ADOPTION_RULE = ("round 3: as round 2, among ROUND3 rules against `always_equal`: adopted only with a gain "
                         ">= 0.002 on the development CV mean and no more cohorts below -0.005")
+# Written before any round-4 rule was evaluated (2026-12-04, session 33), after the issue23-v3 confirmation
+# figures (mean -0.0014, 11 of 16 within 0.005) had been seen: a 4th look at the confirmation group if one is adopted
+ROUND4 = ("committee_six_families", "committee_est_added", "committee_switch_se_2", "committee_shrink_to_best")
+ROUND4_ADOPTION_RULE = ("round 4: as round 3, among ROUND4 rules against the shipped `committee_equal`: adopted "
+                        "only with a gain >= 0.002 on the development CV mean and no more cohorts below -0.005")
 ADOPTION_RULE = ("highest development CV mean(auto - best anchor) among rules with no more cohorts below -0.005 "
                  "than `current`; adopted only if it gains >= 0.002 over `current`")
 
@@ -471,11 +489,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=1))
         round2 = adopt(summary["cv"], "always_equal", list(ROUND2))
         round3 = adopt(summary["cv"], "always_equal", list(ROUND3))
-        print("round 2 adopts:", round2, "; round 3 adopts:", round3)
+        round4 = adopt(summary["cv"], "committee_equal", list(ROUND4))
+        print("round 2 adopts:", round2, "; round 3 adopts:", round3, "; round 4 adopts:", round4)
         doc = {"adoption_rule": ADOPTION_RULE, "adopted": SHIPPED,
                "added_later": LATER,
                "round2": {"adoption_rule": ROUND2_ADOPTION_RULE, "rules": list(ROUND2), "adopted": round2},
                "round3": {"adoption_rule": ROUND3_ADOPTION_RULE, "rules": list(ROUND3), "adopted": round3},
+               "round4": {"adoption_rule": ROUND4_ADOPTION_RULE, "rules": list(ROUND4), "adopted": round4},
                "summary": summary, "cohorts": result}
         RESULT.write_text(json.dumps(doc, indent=1))
     return 0
