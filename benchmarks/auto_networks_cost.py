@@ -11,7 +11,8 @@ one part; that extrapolation is labelled as such. Peak memory is the process's (
 Scaling: the same at other `n` and `patches`.
 
 Run: `nice -n 10 .venv/bin/python benchmarks/auto_networks_cost.py [--points 95x3000 60x3000 95x1000]
-[--network-jobs 2] [--result F]` → benchmarks/results/auto_networks_cost.json; `--whole 95x3000` measures one whole
+[--network-jobs 2] [--device cuda] [--result F]` → benchmarks/results/auto_networks_cost.json (with `--device cuda`
+the networks train on the GPU: benchmarks/gpu_checks.sh writes auto_networks_cost_cuda.json); `--whole 95x3000` measures one whole
 export instead (benchmarks/results/auto_networks_export.json). Each point runs in its own process. A benchmark, not a test.
 """
 
@@ -36,7 +37,8 @@ FEATURE_DIM, MRI_DIM = 1024, 8
 PARTS_EXPORT, PARTS_PROTOCOL = 5, 5 + 5  # 5 members; 5-fold CV (1 repeat, one cohort: no held-out cohort) + export
 
 
-def cohort(n: int, patches: int, seed: int, work: Path, networks: bool, network_jobs: int = 1) -> Any:
+def cohort(n: int, patches: int, seed: int, work: Path, networks: bool, network_jobs: int = 1,
+           device: str = "cpu") -> Any:
     from chimera_surv import synthetic
     from chimera_surv.readers.clinical import load_schema, parse_clinical
     from train.config import config_hash, load_config
@@ -63,17 +65,19 @@ def cohort(n: int, patches: int, seed: int, work: Path, networks: bool, network_
                         mri_names=[f"m{i}" for i in range(MRI_DIM)])
     auto = {"networks": {"abmil": {}}, "network_jobs": network_jobs} if networks else {}
     config = load_config({"task": 1, "seed": 0, "modalities": ["wsi", "mri", "clinical"], "work_dir": str(work),
-                          "recipe": {"encoder": "test-tiny", "weights": "seeded"}, "model": "auto", "auto": auto})
+                          "recipe": {"encoder": "test-tiny", "weights": "seeded"}, "model": "auto", "auto": auto,
+                          "device": device})
     return RunContext(data, schema, config, work, True, config_hash(config))
 
 
-def one_point(n: int, patches: int, networks: bool, seed: int, work: Path, network_jobs: int = 1) -> dict[str, Any]:
+def one_point(n: int, patches: int, networks: bool, seed: int, work: Path, network_jobs: int = 1,
+              device: str = "cpu") -> dict[str, Any]:
     from train.selection import select
     from train.selection.networks import is_network, network_members
     from train.selection.refit import refit
 
     t0 = time.perf_counter()
-    ctx = cohort(n, patches, seed, work, networks, network_jobs)
+    ctx = cohort(n, patches, seed, work, networks, network_jobs, device)
     built = time.perf_counter() - t0
     train = list(range(n - n // 5))
     t0 = time.perf_counter()
@@ -89,6 +93,7 @@ def one_point(n: int, patches: int, networks: bool, seed: int, work: Path, netwo
     refit_s = time.perf_counter() - t0
     part = select_s + refit_s
     return {"n": n, "patches": patches, "networks": networks, "network_jobs": network_jobs if networks else None,
+            "device": device,
             "chosen": choice["chosen"],
             "scores": choice["scores"], "n_inner_splits": choice["n_inner_splits"],
             "seconds": {"build_cohort": round(built, 1), "select_one_part": round(select_s, 1),
@@ -98,13 +103,13 @@ def one_point(n: int, patches: int, networks: bool, seed: int, work: Path, netwo
             **_peak_rss_mb()}
 
 
-def whole_export(n: int, patches: int, seed: int, work: Path, network_jobs: int) -> dict[str, Any]:
+def whole_export(n: int, patches: int, seed: int, work: Path, network_jobs: int, device: str = "cpu") -> dict[str, Any]:
     """The export measured whole, not extrapolated: `fit_classical_members` (every member selects on its own
     training part, networks among the options, and refits its choice) then `export` to a bundle folder."""
     from train.export import export
     from train.protocol import fit_classical_members, member_splits
 
-    ctx = cohort(n, patches, seed, work, True, network_jobs)
+    ctx = cohort(n, patches, seed, work, True, network_jobs, device)
     t0 = time.perf_counter()
     members = fit_classical_members(ctx, "auto")
     fit_s = time.perf_counter() - t0
@@ -131,6 +136,14 @@ def _peak_rss_mb() -> dict[str, float]:
             "peak_rss_mb_largest_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
+def _machine(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{os.cpu_count()} CPU cores; networks on {torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+    return f"{os.cpu_count()} CPU cores (shared with other jobs during the run)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", nargs="+", default=["95x3000", "60x3000", "95x1000"])
@@ -138,16 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_auto_networks_cost")
     parser.add_argument("--network-jobs", type=int, default=1, help="auto.network_jobs (worker processes)")
     parser.add_argument("--result", type=Path, default=RESULT)
+    parser.add_argument("--device", default="cpu", help="where the networks train (the config's `device`: cuda)")
     parser.add_argument("--whole", metavar="NxPATCHES", default=None,
                         help="measure one whole export (networks among the options) at this size instead")
     parser.add_argument("--one", nargs=3, metavar=("N", "PATCHES", "NETWORKS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.whole:
         n, patches = (int(v) for v in args.whole.split("x"))
-        result = whole_export(n, patches, args.seed, args.work / f"whole_{args.whole}", args.network_jobs)
+        result = whole_export(n, patches, args.seed, args.work / f"whole_{args.whole}", args.network_jobs,
+                              args.device)
         doc = {"what": "the export of a Task 1-sized bundle with networks among auto's options, measured whole",
                "command": "benchmarks/auto_networks_cost.py " + " ".join(argv or sys.argv[1:]),
-               "machine": f"{os.cpu_count()} CPU cores", **result}
+               "machine": _machine(args.device), **result}
         args.result.parent.mkdir(parents=True, exist_ok=True)
         args.result.write_text(json.dumps(doc, indent=1) + "\n")
         print(json.dumps(doc, indent=1))
@@ -155,17 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         n, patches, networks = int(args.one[0]), int(args.one[1]), args.one[2] == "1"
         work = args.work / f"{n}x{patches}{'_net' if networks else ''}"
-        print("RESULT " + json.dumps(one_point(n, patches, networks, args.seed, work, args.network_jobs)))
+        print("RESULT " + json.dumps(one_point(n, patches, networks, args.seed, work, args.network_jobs,
+                                               args.device)))
         return 0
     doc: dict[str, Any] = {"what": __doc__.split("\n\n")[0], "command": "benchmarks/auto_networks_cost.py "
                            + " ".join(argv or sys.argv[1:]),
-                           "machine": f"{os.cpu_count()} CPU cores (shared with other jobs during the run)",
+                           "machine": _machine(args.device),
                            "targets": "export <= 60 min and <= 8 GB peak on 2 CPU cores (issue 23)", "points": []}
     for point in args.points:
         n, patches = (int(v) for v in point.split("x"))
         for networks in (False, True):
             command = [sys.executable, __file__, "--one", str(n), str(patches), "1" if networks else "0",
-                       "--seed", str(args.seed), "--work", str(args.work), "--network-jobs", str(args.network_jobs)]
+                       "--seed", str(args.seed), "--work", str(args.work), "--network-jobs", str(args.network_jobs),
+                       "--device", args.device]
             done = subprocess.run(command, capture_output=True, text=True, check=False,
                                   env={**os.environ, "OMP_NUM_THREADS": "2"})
             line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)

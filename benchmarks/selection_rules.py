@@ -18,6 +18,10 @@ rule against the stored run (top_var 500) and applies RNA_ADOPTION_RULE (benchma
 Round 2 (ROUND2, after issue23-v2 shipped): equal ensembles over other tree families, among them Extra Survival
 Trees (`est`); ROUND2_ADOPTION_RULE, written before they ran, compares them with the shipped `always_equal`.
 
+Round 3 (ROUND3): the same equal ensemble predicted by a committee of the inner k-fold models (adopted: issue23-v3).
+Round 4 (ROUND4, after the v3 confirmation figures): committee variants with more tree members or a switch/shrinkage
+rule; ROUND4_ADOPTION_RULE, written before they ran, compares them with the shipped `committee_equal` (none adopted).
+
 Never run on the confirmation group: rules are chosen here, then judged once by realdata_confirm.py.
 A benchmark tool, not a test.
 """

@@ -11,6 +11,8 @@ epoch 1-4 (issue 9). Three remedies, each a `train` config key, combinable:
   average per epoch (`ema_decay`); the inner-CV curve is measured on the averaged weights, so the chosen epoch
   count is the one the averaged model is best at.
 Inner folds reuse the outer training part's fitted preprocessing (label-free), as the holdout split always did.
+`device` (the training config's, `cpu` or `cuda[:k]`) is where the networks train; they come back on the CPU, where
+the bundle writer and the risk predictions expect them.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def seed_list(seed: int, n: int) -> list[int]:
 
 def fit_deep(net_cfg: dict[str, Any], enc: Encoded, data: CohortArrays, train_idx: list[int], modalities: list[str],
              tcfg: dict[str, Any], seed: int, survival: bool, *, threads: int = 1, inner_val: float = 0.2,
-             val_idx: list[int] | None = None) -> DeepFit:
+             val_idx: list[int] | None = None, device: str = "cpu") -> DeepFit:
     """Train `seeds` networks on `train_idx` as `tcfg` says (module docstring). `val_idx` (holdout only) replaces
     the inner split as the early-stopping set; it is never part of the training patients."""
     from chimera_surv.models import build_network
@@ -137,17 +139,17 @@ def fit_deep(net_cfg: dict[str, Any], enc: Encoded, data: CohortArrays, train_id
         results = []
         for s in seeds:
             set_determinism(s, threads)
-            network = build_network(net_cfg)
+            network = build_network(net_cfg).to(device)
             results.append(train_network(network, enc, data, fit_idx, list(val_idx), modalities, tcfg, s, survival))
-            networks.append(network)
+            networks.append(network.cpu())
         first = results[0]
         return DeepFit(networks, seeds, first.best_epoch, first.best_val, first.history, len(fit_idx), len(val_idx),
                        "holdout")
     epochs, best_val, curve, n_val = choose_epochs(net_cfg, enc, data, train_idx, modalities, tcfg, seed, survival,
-                                                   settings, threads)
+                                                   settings, threads, device)
     for s in seeds:
         networks.append(refit(net_cfg, enc, data, train_idx, modalities, tcfg, s, survival, settings, epochs,
-                              threads))
+                              threads, device).cpu())
     return DeepFit(networks, seeds, epochs, best_val, curve, len(train_idx), n_val, "inner_cv")
 
 
@@ -161,7 +163,7 @@ def _inner_folds(train_idx: list[int], data: CohortArrays, k: int, seed: int) ->
 
 def choose_epochs(net_cfg: dict[str, Any], enc: Encoded, data: CohortArrays, train_idx: list[int],
                   modalities: list[str], tcfg: dict[str, Any], seed: int, survival: bool, settings: DeepSettings,
-                  threads: int = 1) -> tuple[int, float, list[dict[str, float]], int]:
+                  threads: int = 1, device: str = "cpu") -> tuple[int, float, list[dict[str, float]], int]:
     """(epoch count, its smoothed mean inner metric, the mean inner curve, inner validation size per fold).
 
     The inner folds train in lockstep; training stops once the smoothed mean metric has not improved for
@@ -174,7 +176,7 @@ def choose_epochs(net_cfg: dict[str, Any], enc: Encoded, data: CohortArrays, tra
     for j, (fit_idx, _) in enumerate(folds):
         fold_seed = seed + 101 * (j + 1)
         set_determinism(fold_seed, threads)
-        network = build_network(net_cfg)
+        network = build_network(net_cfg).to(device)
         loss_fn, optimiser = make_loss_and_optimiser(network, data, fit_idx, tcfg, survival)
         states.append((network, loss_fn, optimiser, np.random.default_rng(fold_seed),
                        WeightAverager(settings.average, settings.average_last, settings.ema_decay)))
@@ -208,12 +210,12 @@ def choose_epochs(net_cfg: dict[str, Any], enc: Encoded, data: CohortArrays, tra
 
 def refit(net_cfg: dict[str, Any], enc: Encoded, data: CohortArrays, train_idx: list[int], modalities: list[str],
           tcfg: dict[str, Any], seed: int, survival: bool, settings: DeepSettings, epochs: int,
-          threads: int = 1) -> torch.nn.Module:
+          threads: int = 1, device: str = "cpu") -> torch.nn.Module:
     """One network trained on all of `train_idx` for exactly `epochs` epochs (averaged weights when configured)."""
     from chimera_surv.models import build_network
 
     set_determinism(seed, threads)
-    network = build_network(net_cfg)
+    network = build_network(net_cfg).to(device)
     rng = np.random.default_rng(seed)
     loss_fn, optimiser = make_loss_and_optimiser(network, data, train_idx, tcfg, survival)
     averager = WeightAverager(settings.average, settings.average_last, settings.ema_decay)

@@ -3,13 +3,16 @@
 Why these choices: bags vary in size, so a batch pads them and passes `wsi_mask`; modality dropout (present=False
 at random) teaches the network to predict when a modality is missing at inference; the early-stopping split is a
 part of the training fold (the caller never passes the reported fold here); a fixed seed, deterministic
-algorithms and one thread make the weights byte-identical run to run.
+algorithms and one thread make the weights byte-identical run to run. The network may live on a GPU (`device:
+cuda` in the training config): batches are built on the CPU and moved to the network's device, and what comes
+back (risks, losses) is on the CPU.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +26,9 @@ from train.data import CohortArrays, Encoded
 
 
 def set_determinism(seed: int, threads: int = 1) -> None:
-    """Same seed + same thread count → same bits on CPU."""
+    """Same seed + same thread count → same bits on CPU; on CUDA, cuBLAS needs a fixed workspace for the same
+    (torch's reproducibility notes), set here unless the user set it before the first matrix product."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.manual_seed(seed)
     torch.set_num_threads(max(1, int(threads)))
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -96,12 +101,23 @@ def collate(enc: Encoded, data: CohortArrays, idx: list[int], modalities: list[s
     return batch, targets
 
 
+def network_device(network: torch.nn.Module) -> torch.device:
+    """Where the network's weights are (every network here has some)."""
+    return next(network.parameters()).device
+
+
+def to_device(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch or its targets on `device` (a no-op on the CPU)."""
+    return {k: v.to(device, non_blocking=True) for k, v in tensors.items()}
+
+
 def predict_outputs(network: torch.nn.Module, enc: Encoded, data: CohortArrays, idx: list[int],
                     modalities: list[str], batch_size: int = 64, max_patches: int | None = None,
                     drop: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """`risk` (n,) and `logits` (n, k) for `idx` in eval mode, so any loss (DeepHit needs the logits) can score
     a validation set; modalities in `drop` are marked missing (ablations)."""
     network.eval()
+    device = network_device(network)
     out: dict[str, list[torch.Tensor]] = {"risk": [], "logits": []}
     with torch.no_grad():
         for start in range(0, len(idx), batch_size):
@@ -109,9 +125,9 @@ def predict_outputs(network: torch.nn.Module, enc: Encoded, data: CohortArrays, 
             batch, _ = collate(enc, data, part, modalities, None, max_patches)
             for m in drop:
                 batch[f"{m}_present"] = torch.zeros_like(batch[f"{m}_present"])
-            result = network(batch)
-            out["risk"].append(result["risk"].reshape(-1))
-            out["logits"].append(result["logits"].reshape(len(part), -1))
+            result = network(to_device(batch, device))
+            out["risk"].append(result["risk"].reshape(-1).cpu())
+            out["logits"].append(result["logits"].reshape(len(part), -1).cpu())
     return {k: torch.cat(v) if v else torch.zeros(0) for k, v in out.items()}
 
 
@@ -158,6 +174,7 @@ def train_epoch(network: torch.nn.Module, optimiser: torch.optim.Optimizer, loss
     batch_size = int(tcfg["batch_size"])
     bag_augment = check_bag_augment(tcfg.get("bag_augment"))  # train/augment.py; training batches only
     order = rng.permutation(len(train_idx))
+    device = network_device(network)
     losses = []
     for start in range(0, len(order), batch_size):
         part = [train_idx[k] for k in order[start:start + batch_size]]
@@ -167,7 +184,7 @@ def train_epoch(network: torch.nn.Module, optimiser: torch.optim.Optimizer, loss
                                  tcfg.get("modality_dropout"), bag_augment)
         if survival and float(targets["event"].sum()) == 0:
             continue
-        loss = loss_fn(network(batch), targets)
+        loss = loss_fn(network(to_device(batch, device)), to_device(targets, device))
         optimiser.zero_grad()
         loss.backward()
         if tcfg.get("grad_clip"):

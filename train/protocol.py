@@ -65,11 +65,11 @@ def _split_seed(config: dict[str, Any], split: Split, salt: int) -> int:
 
 
 def fit_network(ctx: RunContext, arch: dict[str, Any], split: Split, seed: int,
-                val_idx: list[int] | None = None, *, own_modalities: bool = True) -> tuple[DeepFit, Any, list[str],
-                                                                                          dict[str, Any], dict[str, int]]:
+                val_idx: list[int] | None = None, *, own_modalities: bool = True, device: str | None = None
+                ) -> tuple[DeepFit, Any, list[str], dict[str, Any], dict[str, int]]:
     """(fit, encoding, modalities, network config, input widths) of one architecture trained on split.train
-    (train/deep.py: stopping on an inner split unless `val_idx` is given, seeds, averaging). The preprocessing is
-    fitted on the architecture's modalities (`own_modalities`) or on the run's."""
+    (train/deep.py: stopping on an inner split unless `val_idx` is given, seeds, averaging) on `device` (None: the
+    config's). The preprocessing is fitted on the architecture's modalities (`own_modalities`) or on the run's."""
     data, config = ctx.data, ctx.config
     modalities = arch_modalities(arch, data.modalities)
     enc = encode_fold(data, split.train, ctx.schema, {**config, "modalities": modalities} if own_modalities else config)
@@ -77,7 +77,8 @@ def fit_network(ctx: RunContext, arch: dict[str, Any], split: Split, seed: int,
     net_cfg, _ = network_config(arch, dims, ctx.survival)
     net_cfg, tcfg = fold_time_grid(ctx, net_cfg, split)
     fit = fit_deep(net_cfg, enc, data, list(split.train), modalities, tcfg, seed, ctx.survival,
-                   threads=config.get("threads", 1), inner_val=config["protocol"]["inner_val"], val_idx=val_idx)
+                   threads=config.get("threads", 1), inner_val=config["protocol"]["inner_val"], val_idx=val_idx,
+                   device=device or str(config.get("device") or "cpu"))
     return fit, enc, modalities, net_cfg, dims
 
 

@@ -165,7 +165,7 @@ def bce_loss(logit: Tensor, label: Tensor, pos_weight: float | None = None) -> T
     """Binary cross-entropy on logits; ``pos_weight`` = n_neg / n_pos balances the classes (Task 2)."""
     logit = logit.reshape(-1)
     label = label.reshape(-1).to(logit.dtype)
-    weight = None if pos_weight is None else torch.tensor(float(pos_weight), dtype=logit.dtype)
+    weight = None if pos_weight is None else torch.tensor(float(pos_weight), dtype=logit.dtype, device=logit.device)
     return F.binary_cross_entropy_with_logits(logit, label, pos_weight=weight)
 
 

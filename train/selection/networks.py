@@ -41,13 +41,20 @@ def is_network(option: str) -> bool:
     return option.startswith(PREFIX)
 
 
-def _fit(ctx: Any, arch: dict[str, Any], train: list[int], seed: int) -> tuple[Any, Any, list[str], dict[str, Any],
-                                                                          dict[str, int]]:
-    """Networks (one per `train.seeds`) trained on `train`, stopping on an inner split of it (protocol.fit_network)."""
+def _fit(ctx: Any, arch: dict[str, Any], train: list[int], seed: int, device: str | None = None
+         ) -> tuple[Any, Any, list[str], dict[str, Any], dict[str, int]]:
+    """Networks (one per `train.seeds`) trained on `train`, stopping on an inner split of it (protocol.fit_network),
+    on `device` (None: the config's)."""
     from train.folds import Split
     from train.protocol import fit_network
 
-    return fit_network(ctx, arch, Split("inner", tuple(train), ()), seed)
+    return fit_network(ctx, arch, Split("inner", tuple(train), ()), seed, device=device)
+
+
+def task_device(device: str, task: int, n_gpus: int) -> str:
+    """Inner fit `task`'s device: a bare `cuda` spreads the fits over the visible GPUs in turn (the joblib workers
+    then train on different GPUs); `cuda:k`, `cpu` or a single GPU stay as they are."""
+    return f"cuda:{task % n_gpus}" if device == "cuda" and n_gpus > 1 else device
 
 
 def standardised_risk(ctx: Any, fit: Any, enc: Any, modalities: list[str], train: list[int],
@@ -77,22 +84,31 @@ def inner_network_risks(ctx: Any, splits: list[tuple[list[int], list[int]]], opt
             digest = hashlib.sha1(key.encode()).hexdigest()[:20]
             paths[name, s] = ctx.work / "auto_inner" / name.replace(":", "_") / f"{digest}.json"
     todo = [(name, s) for (name, s), path in paths.items() if not path.is_file()]
+    device = str(ctx.config.get("device") or "cpu")
+    n_gpus = _visible_gpus() if device == "cuda" else 0
     Parallel(n_jobs=max(1, min(int(n_jobs), len(todo) or 1)))(
-        delayed(_inner_fit)(ctx, name, options[name], list(splits[s][0]), list(splits[s][1]), seed + s, paths[name, s])
-        for name, s in todo)
+        delayed(_inner_fit)(ctx, name, options[name], list(splits[s][0]), list(splits[s][1]), seed + s, paths[name, s],
+                            task_device(device, k, n_gpus))
+        for k, (name, s) in enumerate(todo))
     out: dict[str, list[np.ndarray]] = {}
     for (name, s), path in paths.items():  # options outer, splits inner: the order `paths` was filled in
         out.setdefault(f"{name}#0", []).append(np.asarray(json.loads(path.read_text())["z"], dtype=float))
     return out
 
 
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def _inner_fit(ctx: Any, name: str, arch: dict[str, Any], train: list[int], val: list[int], seed: int,
-               path: Path) -> None:
-    """One inner fit (a joblib task): the network trained on `train`, `val` scored z-scored, written to its cache
-    file as soon as it is done (an atomic replace), so an interrupted run keeps every finished fit."""
+               path: Path, device: str | None = None) -> None:
+    """One inner fit (a joblib task): the network trained on `train` (on `device`), `val` scored z-scored, written
+    to its cache file as soon as it is done (an atomic replace), so an interrupted run keeps every finished fit."""
     from train.protocol import _write_json
 
-    fit, enc, mods, _, _ = _fit(ctx, arch, train, seed)
+    fit, enc, mods, _, _ = _fit(ctx, arch, train, seed, device)
     z = standardised_risk(ctx, fit, enc, mods, train, val)
     _write_json(path, {"option": name, "n_train": len(train), "z": [float(v) for v in z]})
 
