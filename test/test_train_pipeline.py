@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chimera_surv import synthetic
 from chimera_surv.bundle import ModalityInputs, load_bundle
@@ -66,6 +68,26 @@ def test_folds_never_mix_test_and_training():
     for split in holdout:
         assert len({cohorts[i] for i in split.test}) == 1 and not {cohorts[i] for i in split.test} & {
             cohorts[i] for i in split.train}
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(3, 40), data=st.data())
+def test_inner_split_never_fails_on_small_training_parts(n, data):
+    """An inner training part of 16 patients in 4 event x cohort strata has a 3-patient validation side, too few
+    for one of each stratum: the split falls back to the event alone, then to none, instead of raising."""
+    outcome = data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    cohorts = data.draw(st.lists(st.sampled_from(["3A", "3B", "3C"]), min_size=n, max_size=n))
+    indices = list(range(100, 100 + n))
+    full_outcome, full_cohorts = [0] * 100 + outcome, ["x"] * 100 + cohorts
+    inner, val = inner_split(indices, full_outcome, full_cohorts, 0.2, seed=data.draw(st.integers(0, 5)))
+    assert sorted(inner + val) == indices and len(val) == max(2, round(0.2 * n))
+
+
+def test_inner_split_keeps_the_event_mix_when_the_strata_do_not_fit():
+    outcome = [1, 0] * 8  # 16 patients, 4 event x cohort strata of 4: 3 validation patients cannot hold all 4
+    cohorts = ["3A"] * 8 + ["3B"] * 8
+    _, val = inner_split(list(range(16)), outcome, cohorts, 0.2, seed=0)
+    assert len(val) == 3 and {outcome[i] for i in val} == {0, 1}  # stratified on the event alone
 
 
 def test_cohort_loader_reads_the_training_layout(task3_cohort):

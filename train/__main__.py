@@ -118,6 +118,29 @@ class Run:
         log.info("extract: %s", counts)
         print(f"extract: {counts}")
 
+    def _bags(self) -> list[Any]:
+        """Every patient's bag. A patient whose slides failed to encode (recorded by `extract`) trains without
+        slides, said in one line; when every patient with slides failed, the run stops with the first cause."""
+        from train.extract import load_bag, recorded_failures
+
+        failures = recorded_failures(self.work)
+        causes = {**recorded_failures(self.work, "no_patches"), **failures}
+        bags = [load_bag(self.work, x.case_id, failures) for x in self.patients]
+        with_slides = [(x.case_id, bag) for x, bag in zip(self.patients, bags) if x.slides or x.features_h5]
+        lost = [case for case, bag in with_slides if bag is None]
+        if lost:
+            failed = sum(case in failures for case in lost)
+            first = f"{lost[0]}: {causes.get(lost[0], 'no usable patch')}"
+            if len(lost) == len(with_slides):
+                raise ValueError(f"no slide gave a usable patch: all {len(lost)} patients with slides ({failed} "
+                                 f"failed to encode; first, {first}; each in {self.work / 'train.log'}); fix the "
+                                 "cause and run the `extract` step again, or drop 'wsi' from `modalities`")
+            line = (f"wsi: {len(lost)} of {len(with_slides)} patients with slides have no usable patch ({failed} "
+                    f"failed to encode; first, {first}); they train as patients without slides")
+            log.warning(line)
+            print(line)
+        return bags
+
     def context(self) -> Any:
         if self._ctx is None:
             from train.protocol import RunContext
@@ -129,7 +152,7 @@ class Run:
         from chimera_surv.readers.clinical import parse_clinical
         from chimera_surv.readers.rna import parse_rna
         from train.data import CohortArrays
-        from train.extract import load_bag, load_mri
+        from train.extract import load_mri
 
         p = self.patients
         data = CohortArrays(
@@ -138,7 +161,7 @@ class Run:
             event=np.array([x.event or 0 for x in p], dtype=np.int64),
             label=np.array([x.label if x.label is not None else -1 for x in p], dtype=np.int64),
             modalities=self.modalities, extra=[x.extra for x in p])
-        data.bags = [load_bag(self.work, x.case_id) for x in p] if "wsi" in self.modalities else [None] * len(p)
+        data.bags = self._bags() if "wsi" in self.modalities else [None] * len(p)
         data.records = [parse_clinical(x.clinical, self.schema) if x.clinical is not None else None for x in p]
         if "clinical" in self.modalities:  # what was treated as missing, one line per feature (console, train.log)
             from train.clinical_missing import report as report_missing

@@ -81,6 +81,7 @@ def extract_all(patients: list[Patient], config: dict[str, Any], work: Path, mod
     device = _device(config, world, local_rank)
     counts = {"computed": 0, "reused": 0, "failed": 0}
     failures: dict[str, str] = {}
+    no_patches: dict[str, str] = {}  # encoded, but every slide was skipped (corrupt, no tissue): why
     if "wsi" in modalities:
         from chimera_surv.encoders.base import load_encoder
         from chimera_surv.features import FeatureRecipe, extract_case_bag
@@ -114,6 +115,8 @@ def extract_all(patients: list[Patient], config: dict[str, Any], work: Path, mod
                 continue
             for issue in issues:
                 log.info("%s: %s", patient.case_id, issue)
+            if len(bag.features) == 0:
+                no_patches[patient.case_id] = "; ".join(issues) or "no tissue patch"
             tensors = {"features": np.ascontiguousarray(bag.features, dtype=np.float32),
                        "coords": np.ascontiguousarray(bag.coords, dtype=np.int64)}
             _atomic_write(target, lambda tmp, t=tensors: save_file(t, str(tmp)))
@@ -143,7 +146,7 @@ def extract_all(patients: list[Patient], config: dict[str, Any], work: Path, mod
             _atomic_write(target, lambda tmp, t=text: tmp.write_text(t))
             counts["computed"] += 1
     manifest = {"rank": rank, "world": world, "run": os.environ.get("TORCHELASTIC_RUN_ID", ""), "patients": sorted(p.case_id for p in mine), "counts": counts,
-                "failed": failures}
+                "failed": failures, "no_patches": no_patches}
     _atomic_write(manifest_path(work, rank), lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
     return counts
 
@@ -164,9 +167,22 @@ def wait_for_shards(work: Path, world: int, timeout_s: float = 7 * 24 * 3600, po
         time.sleep(poll_s)
 
 
-def load_bag(work: Path, case_id: str) -> np.ndarray | None:
+def recorded_failures(work: Path, key: str = "failed") -> dict[str, str]:
+    """case id → why its slides could not be encoded (`failed`) or gave no patch (`no_patches`), from every rank's
+    manifest of the last extract step."""
+    failures: dict[str, str] = {}
+    for path in sorted((work / "manifest").glob("extract-rank*.json")):
+        failures.update(json.loads(path.read_text()).get(key) or {})
+    return failures
+
+
+def load_bag(work: Path, case_id: str, failures: dict[str, str] | None = None) -> np.ndarray | None:
+    """The patient's patch features; None when it has none, or when its extraction failed (`failures`, recorded
+    by the extract step): such a patient trains as one without slides, as at inference."""
     target = bag_path(work, case_id)
     if not target.is_file():
+        if failures and case_id in failures:
+            return None
         raise FileNotFoundError(f"no slide features for {case_id}: run the `extract` step first")
     features = load_file(str(target))["features"]
     return features if len(features) else None

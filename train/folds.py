@@ -59,12 +59,18 @@ def inner_split(indices: tuple[int, ...] | list[int], outcome: list[int], cohort
     sub_outcome = [outcome[i] for i in indices]
     sub_cohorts = [cohorts[i] for i in indices]
     n_val = max(2, round(fraction * len(indices)))
-    labels = strata(sub_outcome, sub_cohorts, 2)
-    if min(Counter(labels.tolist()).values()) < 2:
-        labels = np.zeros(len(indices), dtype=int)
+    # event × cohort, else the event alone, else none: a stratified split needs >= 2 of each class and at least
+    # one of each on both sides (a small inner training part, e.g. 16 patients in 4 strata, has a 3-patient side)
+    candidates = (strata(sub_outcome, sub_cohorts, 2), np.array([str(o) for o in sub_outcome]))
+    labels = next((c for c in candidates if _stratifiable(c, n_val)), np.zeros(len(indices), dtype=int))
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
     train, val = next(splitter.split(np.zeros(len(indices)), labels))
     return sorted(int(i) for i in indices[train]), sorted(int(i) for i in indices[val])
+
+
+def _stratifiable(labels: np.ndarray, n_val: int) -> bool:
+    counts = Counter(labels.tolist())
+    return min(counts.values()) >= 2 and len(counts) <= min(n_val, len(labels) - n_val)
 
 
 HOLDOUT_MIN_SIZE = 5  # patients a cohort needs to be held out (or to train the others' held-out split)
