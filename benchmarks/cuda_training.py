@@ -4,7 +4,8 @@ same config with `device: cpu`, then the container on the bundles both wrote.
 A small synthetic Task 3 cohort (training layout: slides, RNA, clinical) and four grand-challenge cases are
 generated under --work. Two models are trained on each device: `auto` with a gated-ABMIL network among its options,
 and the network alone (whose exported members are networks). Every bundle then predicts every case with
-`inference.py --device cuda` and `--device cpu`. The JSON says, per model and device, whether training finished, its
+`inference.py`: the GPU-trained bundles with `--device cuda` and `--device cpu`, the CPU-trained ones with `--device
+cpu`. The JSON says, per model and device, whether training finished, its
 CV line and wall time, and per bundle and case the predicted months on both inference devices; the summary gives
 the largest relative difference between the CPU- and the GPU-trained bundles' predictions (they differ: a network
 trained on another device is another network, equal up to float noise that early stopping can amplify) and
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             print(name, device, trained["rc"], trained["seconds"], trained["cv"], flush=True)
             if trained["rc"]:
                 continue
-            for case in cases:
-                for on in args.devices:
+            for case in cases:  # a GPU-trained bundle on both devices; a CPU-trained one on the CPU (the reference)
+                for on in (args.devices if device != "cpu" else ["cpu"]):
                     key = f"{name}/{device}/{case.name}/{on}"
                     doc["inference"][key] = predict(trained["bundle"], case, on, args.work / "out" / key)
             _write(args.out, doc)  # what finished survives a timeout

@@ -4,7 +4,9 @@
 # train on the GPU (benchmarks/auto_networks_cost.py --device cuda), beside the same point on the CPU in the same run.
 # Then training end to end with `device: cuda` against `device: cpu` and the container on both bundles
 # (benchmarks/cuda_training.py). STAGES picks the parts (default: "pytest cost e2e").
-# Results and logs go to $OUT (default runs/gpu_out). Wheels the machine lacks may be carried in .whl/.
+# Results and logs go to $OUT (default runs/gpu_out). Wheels the machine lacks may be carried in .whl/ (ignored by
+# git; fill it with `pip download --no-deps -d .whl --python-version 3.12 --only-binary=:all: NAME...` for the names
+# installed below, the lent machine's python; the device tool carries at most 64 MiB).
 set -u
 OUT=${OUT:-runs/gpu_out}
 PY=${PY:-python3}
@@ -16,7 +18,8 @@ if [ -d .whl ]; then
   # --no-deps: only what the machine lacks (its own torch and numpy stay)
   "$PY" -m pip install -q --no-index --no-deps --find-links .whl scikit-survival scikit-learn joblib pydantic \
     pydantic-core annotated-types "typing-inspection>=0.4.4" "typing-extensions>=4.16.0" pyyaml tqdm h5py safetensors pytest pluggy \
-    iniconfig packaging pyvips pyvips-binary cffi pycparser >"$OUT/pip.log" 2>&1 || true
+    iniconfig packaging pyvips pyvips-binary cffi pycparser openslide-python openslide-bin \
+    lifelines autograd autograd-gamma formulaic interface-meta narwhals wrapt >"$OUT/pip.log" 2>&1 || true
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$OUT/gpu.csv" 2>&1
 "$PY" -c "import torch; print(torch.__version__, torch.cuda.is_available())" >>"$OUT/gpu.csv" 2>&1

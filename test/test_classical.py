@@ -123,3 +123,21 @@ def test_null_settings_are_never_chosen_and_one_se_stays_within_a_family():
     assert best_setting(path, set(), 0.0)[0] == 2  # argmax
     assert best_setting(path, set(), 1.0)[0] == 0  # the simplest within one SE (0.04) of 0.63
     assert best_setting([(0, 0.6, [0.6]), (1, 0.6, [0.6])], set(), 0.0)[0] == 0  # ties: the stronger penalty
+
+
+@pytest.mark.parametrize("survival", [True, False])
+@pytest.mark.parametrize("spec", [{"name": "ridge"}, {"name": "coxnet"}, {"name": "rsf", "n_estimators": 5},
+                                  {"name": "gbsa"}])
+def test_a_part_with_one_class_or_no_event_gives_null_predictors_not_an_error(spec, survival):
+    """A small cohort-held-out part (6 patients, all negative) made liblinear raise 'multiclass (n_classes >= 3)';
+    every family now returns constant predictors there, which the selection's null check passes over."""
+    from train.classical import degenerate, fit_grid, fit_setting
+    from train.selection.inner import is_null
+
+    y = Target(survival, TIME, np.zeros_like(EVENT), np.zeros_like(LABEL))
+    assert degenerate(y) == ("no event" if survival else "one class")
+    fam = FAMILIES.build(spec)
+    predictors = fit_grid(fam, X, y, seed=0)
+    assert len(predictors) == len(fam.grid()) and all(is_null(p, X) for p in predictors)
+    assert is_null(fit_setting(fam, X, y, 0, 0), X)
+    assert degenerate(Target(survival, TIME, EVENT, LABEL)) is None

@@ -236,8 +236,30 @@ def gb_predictor(model: Any, n_features: int, stages: int | None = None) -> Tree
                                                     init=init, scale=model.learning_rate, reduce="sum")
 
 
+def degenerate(y: Target) -> str | None:
+    """Why a training part can teach no model (a binary part with one class, a survival part without an event), or
+    None. Small cohort-held-out or inner training parts can be like that; sklearn's error then names the wrong cause."""
+    if y.survival:
+        return None if np.any(y.event) else "no event"
+    return None if len(np.unique(y.label)) > 1 else "one class"
+
+
+def _constant(X: np.ndarray) -> LinearPredictor:
+    return LinearPredictor(np.zeros(X.shape[1]), 0.0)
+
+
+def fit_grid(family: Any, X: np.ndarray, y: Target, seed: int) -> list[Any]:
+    """Every setting's predictor; a constant one per setting on a degenerate training part, which the selection's
+    null check passes over (inner.is_null) instead of the run stopping."""
+    if degenerate(y):
+        return [_constant(X) for _ in family.grid()]
+    return family.fit_grid(X, y, seed)
+
+
 def fit_setting(family: Any, X: np.ndarray, y: Target, seed: int, index: int) -> Any:
-    """The predictor of one grid setting (a single fit where the family allows it)."""
+    """The predictor of one grid setting (a single fit where the family allows it); constant on a degenerate part."""
+    if degenerate(y):
+        return _constant(X)
     if hasattr(family, "fit_one"):
         return family.fit_one(X, y, seed, index)
     return family.fit_grid(X, y, seed)[index]

@@ -82,6 +82,8 @@ def extract_all(patients: list[Patient], config: dict[str, Any], work: Path, mod
     counts = {"computed": 0, "reused": 0, "failed": 0}
     failures: dict[str, str] = {}
     no_patches: dict[str, str] = {}  # encoded, but every slide was skipped (corrupt, no tissue): why
+    earlier = manifest_path(work, rank)  # a reused empty bag keeps the reason its first extraction gave
+    known = (json.loads(earlier.read_text()).get("no_patches") or {}) if earlier.is_file() else {}
     if "wsi" in modalities:
         from chimera_surv.encoders.base import load_encoder
         from chimera_surv.features import FeatureRecipe, extract_case_bag
@@ -92,6 +94,8 @@ def extract_all(patients: list[Patient], config: dict[str, Any], work: Path, mod
             target = bag_path(work, patient.case_id)
             if target.is_file():
                 counts["reused"] += 1
+                if patient.case_id in known:
+                    no_patches[patient.case_id] = known[patient.case_id]
                 continue
             if patient.features_h5 or not patient.slides:  # precomputed `.h5` (table route) or no slide at all
                 from train.h5features import import_case

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from train.classical import Target, TooFewWithModality, design, design_rows, fit_blocks
+from train.classical import Target, TooFewWithModality, design, design_rows, fit_blocks, fit_grid
 from train.data import encode_fold
 from train.fit import score
 from train.folds import repeated_kfold
@@ -94,7 +94,7 @@ def run_inner(ctx: Any, train: list[int], settings: dict[str, Any], seed: int,
                 dropped[name] = str(exc)
                 continue
             X = design(blocks, rows, present, len(data))
-            for g, predictor in enumerate(_family(cand).fit_grid(X[tr], y, seed)):
+            for g, predictor in enumerate(fit_grid(_family(cand), X[tr], y, seed)):
                 key = f"{name}#{g}"
                 shift, scale = standardiser(predictor.predict(X[tr]))
                 val.setdefault(key, []).append((predictor.predict(X[va]) - shift) / scale)
