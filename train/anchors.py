@@ -50,13 +50,16 @@ def coxnet_anchor(X: np.ndarray, y: np.ndarray, seed: int) -> Any:
     from sksurv.metrics import concordance_index_censored
 
     alphas = CoxnetSurvivalAnalysis(l1_ratio=0.5, alpha_min_ratio=0.01, n_alphas=20).fit(X, y).alphas_
-    scores = np.zeros(len(alphas))
+    scores, used, n_path = np.zeros(len(alphas)), 0, len(alphas)
     for tr, va in KFold(3, shuffle=True, random_state=seed).split(X):
+        if not (y["event"][tr].any() and y["event"][va].any()):  # a small training part: nothing to fit or rank
+            continue
         model = CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=alphas).fit(X[tr], y[tr])
+        n_path, used = model.coef_.shape[1], used + 1  # the last fold's path length, as before
         for k in range(model.coef_.shape[1]):
             risk = X[va] @ model.coef_[:, k]
             scores[k] += concordance_index_censored(y["event"][va], y["time"][va], risk)[0] / 3
-    best = int(np.argmax(scores[: model.coef_.shape[1]]))
+    best = int(np.argmax(scores[:n_path])) if used else 0  # no usable fold: the strongest penalty
     return CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=alphas[: best + 1]).fit(X, y)
 
 
@@ -140,6 +143,10 @@ def run_anchors(data: Any, schema: Any, genes: list[str], records: dict[str, lis
         for r in sorted((r for r in kind_records if r.get("arch") == "model"), key=lambda r: r["split"]):
             test = np.array([position[c] for c in r["case_ids"]])
             train = np.setdiff1d(np.arange(len(frame)), test)
+            why = _unusable(event, time, train, test)
+            if why:  # a small held-out site: nothing to fit or nothing to rank; said, not fatal
+                doc.setdefault("skipped", {})[r["split"]] = why
+                continue
             values, _ = anchors_on_split(frame, clinical, allcols, train, test, seed=int(r.get("fold") or 0))
             auto = float(concordance_index_censored(event[test], time[test], np.asarray(r["risk"], float))[0])
             doc["splits"][r["split"]] = {"kind": kind, "n_test": len(test), "auto": round(auto, 4),
@@ -148,6 +155,16 @@ def run_anchors(data: Any, schema: Any, genes: list[str], records: dict[str, lis
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "anchors.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc
+
+
+def _unusable(event: np.ndarray, time: np.ndarray, train: np.ndarray, test: np.ndarray) -> str | None:
+    """Why the anchors cannot be fitted or scored on a split (scikit-survival raises 'All samples are censored')."""
+    if not event[train].any():
+        return f"its training part ({len(train)} patients) has no event"
+    e, t = event[test], time[test]
+    if not any(e[i] and (t > t[i]).any() for i in range(len(t))):
+        return f"its test part ({len(test)} patients) has no comparable pair"
+    return None
 
 
 def summarise(splits: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -177,4 +194,6 @@ def lines(doc: dict[str, Any]) -> list[str]:
         out.append(f"anchors: {kind} ({s['n_splits']} splits, mean Harrell C-index): {cells}; auto − best anchor "
                    f"({s['best_anchor']}) {s['auto_minus_best_anchor']:+.3f}, auto ahead on {s['auto_ahead_on']} of "
                    f"{s['n_splits']} splits{spread}")
+    for split, why in (doc.get("skipped") or {}).items():
+        out.append(f"anchors: split {split} left out: {why}")
     return out
