@@ -230,6 +230,27 @@ def _meaning(bundle: Any, value: float, risk: float, used: list[str]) -> dict[st
     return {k: doc[k] for k in ("survival", "median_months", "max_follow_up_months", "model") if k in doc}
 
 
+def task_bundle_dir(model_dir: Path, task: Any) -> Path:
+    """The task's bundle folder: `<model>/<task name>` (the container's layout), else `<model>` itself when it is a
+    bundle (a user pointing --model at what `python -m train` wrote), else the one bundle under `<model>` made for
+    this task; the layout's name when none fits (the caller then says there is no bundle there)."""
+    from chimera_surv.model_dir import BUNDLE_JSON, bundle_dirs
+
+    named = Path(model_dir) / task.name
+    if (named / BUNDLE_JSON).is_file():
+        return named
+    if (Path(model_dir) / BUNDLE_JSON).is_file():
+        return Path(model_dir)
+    mine = []
+    for folder in bundle_dirs(model_dir):
+        try:
+            if json.loads((folder / BUNDLE_JSON).read_text()).get("task_id") == task.id:
+                mine.append(folder)
+        except (OSError, ValueError):
+            continue
+    return mine[0] if len(mine) == 1 else named
+
+
 def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, device: str | None,
                       degraded: DegradedLog, explain_dir: Path | None = None, clock: Any = None,
                       later: list[Callable[[Any], None]] | None = None,
@@ -243,13 +264,15 @@ def bundle_prediction(case: Case, model_dir: Path, cache_dir: Path | None, devic
     from chimera_surv.bundle import MODALITY_ORDER as MODALITIES
     from chimera_surv.bundle import BundleError, InputMismatch, load_bundle
 
+    folder = task_bundle_dir(model_dir, case.task)
     try:
-        bundle = load_bundle(model_dir / case.task.name, case.task)
+        bundle = load_bundle(folder, case.task)
     except BundleError as exc:
         degraded("bundle", exc, "using the clinical prior")
         return None
     if bundle is None:
-        degraded("bundle", f"no bundle at {model_dir / case.task.name}", "using the clinical prior")
+        degraded("bundle", f"no bundle at {folder} (--model holds one folder per task, named prostate-bcr, "
+                 "bladder-brs or nmibc-recurrence, or is a bundle folder itself)", "using the clinical prior")
         return None
     record = attempt(degraded, "clinical", "predicting without clinical data",
                      lambda: parse_clinical_record(case, bundle.clinical_schema, degraded))

@@ -178,8 +178,10 @@ def run_member_audits(ctx: RunContext, members: list[dict[str, Any]], report_dir
     out_dir = report_dir / "audit"
     if any(r.get("kind", "network") != "network" for r in members):
         # Classical members (model: auto) have no modality embeddings to mask: the audit explains networks.
-        note = {"skipped": "the exported members are classical models "
-                "(model: auto); the InterSHAP audit explains networks: set `model:` to a network to audit one"}
+        model = ctx.config.get("model")
+        named = model.get("family") or model.get("name") if isinstance(model, dict) else model
+        note = {"skipped": f"the exported members are classical models (model: {named}); the InterSHAP audit "
+                "explains networks: set `model:` to a network to audit one"}
         _write_json(out_dir / "summary.json", note)
         (out_dir / "summary.md").write_text(f"## InterSHAP audit\n\nSkipped: {note['skipped']}.\n")
         return out_dir / "summary.json"  # the caller says so in one line; nothing to attach to the report

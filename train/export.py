@@ -16,7 +16,7 @@ import chimera_surv
 from chimera_surv.bundle_save import MemberSpec, save_bundle
 from chimera_surv.survival.calibration import CALIBRATIONS
 from train.protocol import RunContext, member_state, oof_standardised, spread_ratio
-from train.survival_curve import far_out_note, fit_survival_curve, survival_curve_clip
+from train.survival_curve import constant_risk, far_out_note, fit_survival_curve, survival_curve_clip
 
 
 def fit_calibration(ctx: RunContext, oof: np.ndarray) -> dict[str, Any]:
@@ -53,10 +53,11 @@ def export(ctx: RunContext, members: list[dict[str, Any]], out_dir: Path, recipe
         "n_patients": len(ctx.data),
         "cohorts": {c: ctx.data.cohorts.count(c) for c in sorted(set(ctx.data.cohorts))},
         "members": [{"name": r["name"], "split": r["split"], "best_epoch": r["best_epoch"]} for r in members],
-        # what `model: auto` chose and the inner scores it chose on (classical members only)
-        **({"auto": members[0]["auto"]} if members[0].get("auto") else {}),
+        # what `model: auto` chose and the inner scores it chose on (classical members only); a score undefined on a
+        # small fold (one class, no comparable pair) is null, not NaN: the bundle JSON holds finite numbers only
+        **({"auto": undefined_as_null(members[0]["auto"])} if members[0].get("auto") else {}),
         "train": config["train"],
-        "cv_summary": cv_summary or {},
+        "cv_summary": undefined_as_null(cv_summary or {}),
         "shipped_risk_spread_ratio": ratio,
         "oof_provenance": oof_provenance(members),
         **({"auto_member_choices": [r["auto"]["chosen"] for r in members]} if members[0].get("auto") else {}),
@@ -71,6 +72,18 @@ def export(ctx: RunContext, members: list[dict[str, Any]], out_dir: Path, recipe
                        recipe=_inference_recipe(recipe) if "wsi" in modalities else None,
                        mri_kind=config.get("mri_kind") if "mri" in modalities else None,
                        genes=genes if "rna" in modalities else [], clinical_schema=ctx.schema.to_dict(), meta=meta)
+
+
+def undefined_as_null(value: Any) -> Any:
+    """A report structure with every NaN or infinite number (an AUC on a one-class fold, an SE of one difference)
+    replaced by None."""
+    if isinstance(value, dict):
+        return {k: undefined_as_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [undefined_as_null(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def oof_provenance(members: list[dict[str, Any]]) -> str:
@@ -96,6 +109,9 @@ def survival_meta(ctx: RunContext, oof: np.ndarray) -> dict[str, Any]:
     data = ctx.data
     curve = fit_survival_curve(oof, data.time, data.event, survival_curve_clip(ctx.config))
     note = far_out_note(oof, data.time, data.event, curve)
+    if constant_risk(oof):
+        note = ("export: the out-of-fold risk is the same for every patient (no model ranked anyone: too few events "
+                "per training part?), so every patient gets the cohort's own survival curve and the same months")
     if note:  # on the console and in train.log, like the clinical lines
         logging.getLogger("train").warning(note)
         print(note)

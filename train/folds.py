@@ -32,11 +32,14 @@ def member_name(split: Split, seed_index: int = 0) -> str:
 
 
 def strata(outcome: list[int], cohorts: list[str], k: int) -> np.ndarray:
-    """event×cohort labels; falls back to the event alone when a combined stratum has fewer than k members."""
+    """event×cohort labels; falls back to the event alone when a combined stratum has fewer than k members, and to
+    no strata when no event class has k members (a 5-patient held-out site split 5 ways: sklearn refuses it)."""
     combined = [f"{o}|{c}" for o, c in zip(outcome, cohorts)]
     if min(Counter(combined).values()) >= k:
         return np.array(combined)
-    return np.array([str(o) for o in outcome])
+    if max(Counter(outcome).values()) >= k:
+        return np.array([str(o) for o in outcome])
+    return np.array(["all"] * len(outcome))
 
 
 def repeated_kfold(outcome: list[int], cohorts: list[str], k: int, repeats: int, seed: int) -> list[Split]:

@@ -44,11 +44,24 @@ def fit_survival_curve(risk: np.ndarray, time: np.ndarray, event: np.ndarray,
     centre = float(np.mean(bounded))
     frame = pd.DataFrame({"risk": bounded - centre, "time": np.asarray(time, dtype=float),
                           "event": np.asarray(event).astype(int)})
-    cph = CoxPHFitter(penalizer=COX_PENALIZER).fit(frame, "time", "event")
-    hazard = cph.baseline_cumulative_hazard_  # at the centre (risk 0 after centring)
+    if constant_risk(bounded):  # nothing to regress on (lifelines divides by its SD): the cohort's own curve
+        from lifelines import NelsonAalenFitter
+
+        hazard = NelsonAalenFitter().fit(frame["time"], frame["event"]).cumulative_hazard_
+        slope = 0.0
+    else:
+        cph = CoxPHFitter(penalizer=COX_PENALIZER).fit(frame, "time", "event")
+        hazard = cph.baseline_cumulative_hazard_  # at the centre (risk 0 after centring)
+        slope = float(cph.params_["risk"])
     keep = hazard.index.to_numpy() > 0
-    return SurvivalCurve(float(cph.params_["risk"]), centre, hazard.index.to_numpy()[keep].tolist(),
+    return SurvivalCurve(slope, centre, hazard.index.to_numpy()[keep].tolist(),
                          hazard.iloc[:, 0].to_numpy()[keep].tolist(), float(np.max(time)), bounds)
+
+
+def constant_risk(risk: np.ndarray) -> bool:
+    """The out-of-fold risk ranks nobody (every model constant, e.g. a handful of events per training part)."""
+    risk = np.asarray(risk, dtype=float)
+    return not np.isfinite(risk).all() or float(np.ptp(risk)) <= 1e-9 * max(1.0, float(np.max(np.abs(risk))))
 
 
 def survival_curve_clip(config: dict) -> float | None:

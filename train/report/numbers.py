@@ -68,7 +68,8 @@ def cv_lines(cv: list[dict[str, Any]], holdout: list[dict[str, Any]], survival: 
         lines.append("cohort-held-out: none: the data hold fewer than two cohorts of at least "
                      f"{HOLDOUT_MIN_SIZE} patients")
     if lines:
-        lines.append("cv: the report step adds the pooled 95% CIs, Uno's C, td-AUC, IBS and D-calibration")
+        lines.append("cv: the report step adds the pooled 95% CIs" + (", Uno's C, td-AUC, IBS and D-calibration"
+                                                                     if survival else ""))
     return lines
 
 
