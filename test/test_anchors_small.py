@@ -27,3 +27,11 @@ def test_coxnet_anchor_survives_inner_folds_without_an_event():
     y = Surv.from_arrays(event, rng.uniform(1, 10, 12))
     model = coxnet_anchor(X, y, seed=0)
     assert np.isfinite(X @ model.coef_[:, -1]).all()
+
+
+def test_a_part_whose_only_events_come_last_has_no_comparable_pair():
+    """An inner validation fold with one event, at its latest time, has no pair (sksurv raises there)."""
+    from train.anchors import _has_pair
+
+    assert not _has_pair(np.array([False, False, True]), np.array([1.0, 2.0, 3.0]))
+    assert _has_pair(np.array([True, False, False]), np.array([1.0, 2.0, 3.0]))

@@ -52,7 +52,7 @@ def coxnet_anchor(X: np.ndarray, y: np.ndarray, seed: int) -> Any:
     alphas = CoxnetSurvivalAnalysis(l1_ratio=0.5, alpha_min_ratio=0.01, n_alphas=20).fit(X, y).alphas_
     scores, used, n_path = np.zeros(len(alphas)), 0, len(alphas)
     for tr, va in KFold(3, shuffle=True, random_state=seed).split(X):
-        if not (y["event"][tr].any() and y["event"][va].any()):  # a small training part: nothing to fit or rank
+        if not (y["event"][tr].any() and _has_pair(y["event"][va], y["time"][va])):  # small: nothing to fit or rank
             continue
         model = CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=alphas).fit(X[tr], y[tr])
         n_path, used = model.coef_.shape[1], used + 1  # the last fold's path length, as before
@@ -161,10 +161,14 @@ def _unusable(event: np.ndarray, time: np.ndarray, train: np.ndarray, test: np.n
     """Why the anchors cannot be fitted or scored on a split (scikit-survival raises 'All samples are censored')."""
     if not event[train].any():
         return f"its training part ({len(train)} patients) has no event"
-    e, t = event[test], time[test]
-    if not any(e[i] and (t > t[i]).any() for i in range(len(t))):
+    if not _has_pair(event[test], time[test]):
         return f"its test part ({len(test)} patients) has no comparable pair"
     return None
+
+
+def _has_pair(event: np.ndarray, time: np.ndarray) -> bool:
+    """Whether Harrell's C is defined: some event before some other patient's time."""
+    return any(event[i] and (time > time[i]).any() for i in range(len(time)))
 
 
 def summarise(splits: dict[str, dict[str, Any]]) -> dict[str, Any]:
