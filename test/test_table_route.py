@@ -315,6 +315,21 @@ def test_inferred_schema_leaves_out_constant_columns_and_reads_placeholders_as_m
     assert parse_clinical({"kind": "scald", "age": 55}, parsed).values["kind"] == "scald"
 
 
+def test_a_numeric_column_with_unknown_among_its_numbers_stays_numeric() -> None:
+    """Found by a table-route sweep: `tsize` with two 'unknown' values failed the numeric test, then had too many
+    distinct texts for a category, and was left out without a word."""
+    from chimera_surv.readers.clinical import ClinicalSchema, parse_clinical
+
+    sizes = [12.0, 25.0, "unknown", 31.0, 18.0, "?", 40.0, 22.0, 35.0, 15.0, 28.0, 50.0]
+    frame = pd.DataFrame({"case_id": [f"p{i}" for i in range(12)], "time": np.arange(1.0, 13.0),
+                          "event": [1, 0] * 6, "tsize": sizes})
+    spec = infer_schema(frame, ROLES)["features"]["tsize"]
+    assert spec["type"] == "numeric" and spec["extra_missing_tokens"] == ["?", "unknown"]
+    parsed = ClinicalSchema.from_dict(infer_schema(frame, ROLES))
+    assert parse_clinical({"tsize": "unknown"}, parsed).values["tsize"] is None
+    assert parse_clinical({"tsize": 31}, parsed).values["tsize"] == 31.0
+
+
 def test_a_rerun_prints_the_inferred_schema_once(gbsg2: pd.DataFrame, tmp_path: Path, capsys) -> None:
     from train.table import prepare_config
 

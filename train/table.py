@@ -94,15 +94,18 @@ def _column_spec(series: pd.Series) -> dict[str, Any] | None:
         return {"type": "categorical", "categories": categories, "description": "inferred"}
     if pd.api.types.is_bool_dtype(series):
         return {"type": "binary", "description": "inferred: true/false"}
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().all():
-        distinct = set(numbers.unique().tolist())
-        if distinct <= {0, 1}:
-            return {"type": "binary", "description": "inferred: 0/1"}
-        return {"type": "numeric", "description": f"inferred: observed {numbers.min():g} to {numbers.max():g} "
-                                                  "(unit not known: state it here)"}
     text = values.astype(str).str.strip()
     placeholders = sorted({t for t in text.unique().tolist() if t.lower() in PLACEHOLDER_WORDS})
+    # numbers with "unknown" among them are numbers (the placeholder read as missing), not a text column
+    numbers = pd.to_numeric(values[~text.isin(placeholders)], errors="coerce")
+    if numbers.notna().all() and len(numbers):
+        distinct = set(numbers.unique().tolist())
+        extra = {"extra_missing_tokens": placeholders} if placeholders else {}
+        read = f"; {', '.join(map(repr, placeholders))} read as missing" if placeholders else ""
+        if distinct <= {0, 1}:
+            return {"type": "binary", "description": "inferred: 0/1" + read, **extra}
+        return {"type": "numeric", "description": f"inferred: observed {numbers.min():g} to {numbers.max():g} "
+                                                  "(unit not known: state it here)" + read, **extra}
     distinct = sorted(t for t in text.unique().tolist() if t not in placeholders)
     if not distinct or len(distinct) > min(MAX_CATEGORIES, max(2, len(values) // 2)):
         return None
