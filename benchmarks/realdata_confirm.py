@@ -26,6 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realdata  # the layout, config and anchor code of the first real-data benchmark
 
+from train.anchors import ANCHOR_NAMES
+
 RULE_VERSION = ("issue23-v3: equal ensemble default, only a network may replace it (switch: networks; switch_se 1, "
                 "Nadeau-Bengio), 5x2 inner k-fold + loco>=30/10; a split's test patients predicted by the committee "
                 "of the inner k-fold models (cv_model: committee)")
@@ -96,7 +98,11 @@ def _group_summary(rows: dict[str, dict[str, Any]], kind: str) -> dict[str, Any]
             "per_cohort": gaps}
 
 
-ANCHOR_NAMES = ("coxph_clinical", "coxnet", "rsf", "gbsa", "anchor_average")
+def _means_and_best(part: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
+    """Auto's and every anchor's mean C over these splits (anchors present in all of them), and the best anchor."""
+    names = [a for a in ANCHOR_NAMES if all(a in v for v in part)]
+    means = {a: float(np.mean([v[a] for v in part])) for a in (*names, "auto")}
+    return means, max(names, key=means.get)
 
 
 def against_best_of_five(rows: dict[str, dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -110,9 +116,7 @@ def against_best_of_five(rows: dict[str, dict[str, Any]], kind: str) -> dict[str
         if kind not in r:
             continue
         splits = r[kind]["splits"]
-        names = [a for a in ANCHOR_NAMES if all(a in v for v in splits.values())]
-        means = {a: float(np.mean([v[a] for v in splits.values()])) for a in (*names, "auto")}
-        best = max(names, key=means.get)
+        means, best = _means_and_best(list(splits.values()))
         for proc, mean in means.items():
             gaps.setdefault(proc, []).append(mean - means[best])
         if kind == "cv" and means["auto"] - means[best] < -0.005:
@@ -139,10 +143,8 @@ def split_half_noise(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
             continue
         gaps = []
         for half in (repeats[: len(repeats) // 2], repeats[len(repeats) // 2:]):
-            part = [v for key, v in splits.items() if key.split("f")[0] in half]
-            names = [a for a in ANCHOR_NAMES if all(a in v for v in part)]
-            means = {a: float(np.mean([v[a] for v in part])) for a in (*names, "auto")}
-            gaps.append(means["auto"] - max(means[a] for a in names))
+            means, best = _means_and_best([v for key, v in splits.items() if key.split("f")[0] in half])
+            gaps.append(means["auto"] - means[best])
         halves[name] = [round(g, 4) for g in gaps]
     if len(halves) < 3:
         return {}

@@ -123,8 +123,8 @@ class Run:
         slides, said in one line; when every patient with slides failed, the run stops with the first cause."""
         from train.extract import load_bag, recorded_failures
 
-        failures = recorded_failures(self.work)
-        causes = {**recorded_failures(self.work, "no_patches"), **failures}
+        failures, no_patches = recorded_failures(self.work)
+        causes = {**no_patches, **failures}
         bags = [load_bag(self.work, x.case_id, failures) for x in self.patients]
         with_slides = [(x.case_id, bag) for x, bag in zip(self.patients, bags) if x.slides or x.features_h5]
         lost = [case for case, bag in with_slides if bag is None]

@@ -171,13 +171,16 @@ def wait_for_shards(work: Path, world: int, timeout_s: float = 7 * 24 * 3600, po
         time.sleep(poll_s)
 
 
-def recorded_failures(work: Path, key: str = "failed") -> dict[str, str]:
-    """case id → why its slides could not be encoded (`failed`) or gave no patch (`no_patches`), from every rank's
+def recorded_failures(work: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(case id → why its slides could not be encoded, case id → why they gave no patch), from every rank's
     manifest of the last extract step."""
-    failures: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    no_patches: dict[str, str] = {}
     for path in sorted((work / "manifest").glob("extract-rank*.json")):
-        failures.update(json.loads(path.read_text()).get(key) or {})
-    return failures
+        manifest = json.loads(path.read_text())
+        failed.update(manifest.get("failed") or {})
+        no_patches.update(manifest.get("no_patches") or {})
+    return failed, no_patches
 
 
 def load_bag(work: Path, case_id: str, failures: dict[str, str] | None = None) -> np.ndarray | None:
